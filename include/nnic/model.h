@@ -1,0 +1,170 @@
+/* nnic — the model graph.
+ *
+ * A model is a DAG of named nodes. A node's name is the PyTorch module name
+ * (`conv1`, `features.0`) and its type PyTorch's class name (`Conv2d`,
+ * `Linear`, ...), so NNI config lists apply unchanged. Parameters and
+ * buffers use state_dict names: `conv1.weight`, `bn1.running_mean`.
+ *
+ * Build a model with the nnic_model_add_*() calls. `input` names the node
+ * that feeds the new one; NULL means "the node added last" (sequential
+ * models read top to bottom). The model's input node is called "input" and
+ * its output is the last node added unless nnic_model_set_output() says
+ * otherwise. Shapes are checked as nodes are added.
+ *
+ * Execution: nnic_model_forward() runs the graph on a batch; buffers are
+ * allocated once per batch size and reused. nnic_model_backward() runs the
+ * layers' backward passes in reverse order; parameter gradients
+ * *accumulate* (as in PyTorch) until nnic_model_zero_grad().
+ */
+#pragma once
+
+#include <glib.h>
+#include <nnic/tensor.h>
+
+G_BEGIN_DECLS
+
+typedef struct _NnicModel NnicModel;
+
+/* Options of each layer. Zero means "PyTorch's default" for every field,
+ * so `&(NnicConv2dSpec){ .in_channels = 1, .out_channels = 20, .kernel_size = 5 }`
+ * is nn.Conv2d(1, 20, 5). */
+typedef struct {
+  int in_channels, out_channels;
+  int kernel_size, kernel_h, kernel_w; /* kernel_h/w override kernel_size */
+  int stride;                          /* 0 → 1 */
+  int padding;
+  int dilation;                        /* 0 → 1 */
+  int groups;                          /* 0 → 1 */
+  gboolean no_bias;
+} NnicConv2dSpec;
+
+typedef struct {
+  int in_features, out_features;
+  gboolean no_bias;
+} NnicLinearSpec;
+
+typedef struct {
+  int num_features;
+  double eps;       /* 0 → 1e-5 */
+  double momentum;  /* 0 → 0.1 */
+  gboolean no_affine;
+} NnicBatchNormSpec;
+
+typedef struct {
+  int kernel_size;
+  int stride;       /* 0 → kernel_size */
+  int padding;
+} NnicPool2dSpec;
+
+/* ---- building ---- */
+
+/* A model whose input is one C×H×W image per sample (or C features when
+ * h = w = 0... use nnic_model_new_flat for vectors). */
+NnicModel *nnic_model_new (int channels, int height, int width);
+/* A model whose input is a vector of `features` per sample. */
+NnicModel *nnic_model_new_flat (int features);
+void nnic_model_free (NnicModel *model);
+
+gboolean nnic_model_add_conv2d (NnicModel *m, const char *name, const char *input,
+                                const NnicConv2dSpec *spec, GError **error);
+gboolean nnic_model_add_linear (NnicModel *m, const char *name, const char *input,
+                                const NnicLinearSpec *spec, GError **error);
+gboolean nnic_model_add_batchnorm2d (NnicModel *m, const char *name, const char *input,
+                                     const NnicBatchNormSpec *spec, GError **error);
+gboolean nnic_model_add_relu (NnicModel *m, const char *name, const char *input, GError **error);
+gboolean nnic_model_add_relu6 (NnicModel *m, const char *name, const char *input, GError **error);
+gboolean nnic_model_add_maxpool2d (NnicModel *m, const char *name, const char *input,
+                                   const NnicPool2dSpec *spec, GError **error);
+gboolean nnic_model_add_avgpool2d (NnicModel *m, const char *name, const char *input,
+                                   const NnicPool2dSpec *spec, GError **error);
+gboolean nnic_model_add_adaptive_avgpool2d (NnicModel *m, const char *name, const char *input,
+                                            int out_h, int out_w, GError **error);
+/* Flattens every dimension after the batch one (torch.flatten(x, 1)). */
+gboolean nnic_model_add_flatten (NnicModel *m, const char *name, const char *input, GError **error);
+gboolean nnic_model_add_dropout (NnicModel *m, const char *name, const char *input,
+                                 double p, GError **error);
+/* Elementwise a + b (a residual connection); shapes must agree. */
+gboolean nnic_model_add_add (NnicModel *m, const char *name, const char *a, const char *b,
+                             GError **error);
+/* Concatenation along the channel dimension (dim 1). */
+gboolean nnic_model_add_concat (NnicModel *m, const char *name, const char *const *inputs,
+                                int n_inputs, GError **error);
+gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
+
+/* ---- nodes ---- */
+
+guint nnic_model_n_nodes (const NnicModel *m);          /* includes "input" */
+const char *nnic_model_node_name (const NnicModel *m, guint i);
+const char *nnic_model_node_type (const NnicModel *m, guint i); /* "Conv2d", ... ; "Input" */
+/* Index of a node by name, or -1. */
+int nnic_model_find_node (const NnicModel *m, const char *name);
+/* The per-sample output shape of a node (no batch dimension). */
+int nnic_model_node_shape (const NnicModel *m, guint i, int64_t shape[NNIC_MAX_DIMS]);
+/* The node indices feeding node i. */
+guint nnic_model_node_n_inputs (const NnicModel *m, guint i);
+guint nnic_model_node_input (const NnicModel *m, guint i, guint k);
+
+/* ---- parameters and buffers, in state_dict order ---- */
+
+typedef struct {
+  const char *name;  /* "conv1.weight" */
+  NnicTensor *value;
+  NnicTensor *grad;  /* NULL for buffers (running_mean, ...) */
+  guint node;        /* index of the owning node */
+} NnicParam;
+
+guint nnic_model_n_params (const NnicModel *m);
+NnicParam *nnic_model_param (NnicModel *m, guint i);
+/* NULL (and an error naming the closest names) when there is no such entry. */
+NnicParam *nnic_model_find_param (NnicModel *m, const char *name, GError **error);
+/* Number of trainable scalars. */
+int64_t nnic_model_count_parameters (const NnicModel *m);
+/* PyTorch's default initialisation (kaiming-uniform weights, uniform
+ * biases, BN weight 1 / bias 0), from a seeded generator. */
+void nnic_model_init_params (NnicModel *m, guint64 seed);
+
+/* ---- execution ---- */
+
+void nnic_model_set_training (NnicModel *m, gboolean training);
+gboolean nnic_model_get_training (const NnicModel *m);
+/* Seed of the generator used by Dropout. */
+void nnic_model_set_seed (NnicModel *m, guint64 seed);
+/* Run the graph on `input` ([batch, ...input shape]). The returned tensor
+ * belongs to the model and is valid until the next forward. */
+const NnicTensor *nnic_model_forward (NnicModel *m, const NnicTensor *input, GError **error);
+/* The output of a named node from the last forward (NULL if unknown). */
+const NnicTensor *nnic_model_node_output (NnicModel *m, const char *name);
+/* Backward from dL/d(output). Accumulates into the parameters' grads. */
+gboolean nnic_model_backward (NnicModel *m, const NnicTensor *grad_output, GError **error);
+void nnic_model_zero_grad (NnicModel *m);
+/* Ask backward to compute dL/d(input) too (off by default: the first layer
+ * then skips work nobody needs). */
+void nnic_model_set_input_grad (NnicModel *m, gboolean wanted);
+const NnicTensor *nnic_model_input_grad (NnicModel *m);
+
+/* ---- hooks and seams (for the compressor core) ---- */
+
+/* Called after a node's forward with its output, which the hook may read
+ * (collectors) or change in place. */
+typedef void (*NnicForwardHook) (NnicModel *m, guint node, NnicTensor *output, gpointer user_data);
+/* Returns a hook id (> 0), or 0 and an error when the node is unknown. */
+guint nnic_model_add_forward_hook (NnicModel *m, const char *node_name, NnicForwardHook fn,
+                                   gpointer user_data, GDestroyNotify destroy, GError **error);
+gboolean nnic_model_remove_forward_hook (NnicModel *m, guint id, GError **error);
+
+/* Weight substitution: forward reads `substitute` in place of the named
+ * parameter (a masked or quantized copy); backward computes the gradient
+ * with respect to the substitute and hands it to `grad_hook` (NULL: the
+ * straight-through estimator, added as is to the real parameter's grad).
+ * Pass substitute = NULL to remove. The model does not take ownership. */
+typedef void (*NnicGradHook) (NnicModel *m, NnicParam *param, const NnicTensor *substitute,
+                              const NnicTensor *grad_wrt_substitute, gpointer user_data);
+gboolean nnic_model_substitute_param (NnicModel *m, const char *param_name, NnicTensor *substitute,
+                                      NnicGradHook grad_hook, gpointer user_data, GError **error);
+
+/* A one-line-per-node summary (name, type, output shape, parameters). */
+char *nnic_model_describe (const NnicModel *m);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicModel, nnic_model_free)
+
+G_END_DECLS

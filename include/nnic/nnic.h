@@ -1,0 +1,11 @@
+/* nnic — model compression in C. The whole public API. */
+#pragma once
+
+#include <nnic/version.h>
+#include <nnic/error.h>
+#include <nnic/tensor.h>
+#include <nnic/model.h>
+#include <nnic/models.h>
+#include <nnic/io.h>
+#include <nnic/data.h>
+#include <nnic/train.h>
