@@ -52,6 +52,9 @@ struct _NnicNode {
    * substitute is installed (see nnic_model_substitute_param). */
   NnicTensor *pval[NNIC_MAX_NODE_PARAMS];
   NnicTensor *pgrad[NNIC_MAX_NODE_PARAMS];
+  struct _NnicSubstitute *subst[NNIC_MAX_NODE_PARAMS]; /* executor-owned */
+  gboolean requires_grad;  /* some gradient flows through this node */
+  guint n_hooks;           /* forward hooks attached (fast skip when 0) */
 
   /* op-specific options (a copy of the spec) and state */
   union {
@@ -66,6 +69,9 @@ struct _NnicNode {
   NnicTensor *cache[4];    /* per-batch caches, owned; freed by the executor */
   void *state;             /* op-owned, freed by op->finalize */
 };
+
+/* The node at index i (no bounds check: internal callers know it). */
+NnicNode *nnic_model_node (NnicModel *m, guint i);
 
 /* Declares a parameter (trainable: with a grad) or a buffer. */
 gboolean nnic_node_add_param (NnicNode *node, const char *local_name, gboolean trainable,

@@ -1,0 +1,102 @@
+/* Internal: small helpers shared by the layer implementations in ops/. */
+#pragma once
+
+#include "core/graph.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+
+/* Sets an error of NNIC_ERROR / `code` whose message starts with the node's
+ * name, so that a bad model definition points at the offending layer. */
+static inline void op_error (const NnicNode *node, GError **error, int code, const char *fmt, ...)
+  G_GNUC_PRINTF (4, 5);
+
+static inline void
+op_error (const NnicNode *node, GError **error, int code, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, NNIC_ERROR, code, "%s: %s", node->name, msg);
+}
+
+/* Input k must be a [C, H, W] image per sample (2-D layers). */
+static inline gboolean
+op_expect_image (NnicNode *node, guint k, GError **error)
+{
+  const NnicNode *in = node->inputs[k];
+  if (in->shape_ndim != 3) {
+    g_autofree char *s = nnic_shape_to_string (in->shape_ndim, in->shape);
+    op_error (node, error, NNIC_ERROR_SHAPE,
+             "%s needs a [channels, height, width] input per sample, but '%s' gives %s",
+             node->op->type, in->name, s);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* BLAS takes int dimensions: refuse anything larger up front (in reshape)
+ * rather than overflow inside a kernel. */
+static inline gboolean
+op_check_blas_dim (NnicNode *node, int64_t n, GError **error)
+{
+  if (n > INT_MAX) {
+    op_error (node, error, NNIC_ERROR_SHAPE,
+             "a matrix dimension of %" G_GINT64_FORMAT " is too large for BLAS", n);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Per-sample element count of a node's output. */
+static inline int64_t
+op_sample_numel (const NnicNode *n)
+{
+  return nnic_shape_numel (n->shape_ndim, n->shape);
+}
+
+/* Sum with independent partial sums: a strict-IEEE compiler will not
+ * reorder one serial sum into vector lanes, but it does pack these. */
+static inline float
+op_sum (const float *x, int64_t n)
+{
+  float s[8] = { 0 };
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++)
+      s[j] += x[i + j];
+  float t = 0.0f;
+  for (; i < n; i++)
+    t += x[i];
+  return t + ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+/* dst += src, n elements. */
+static inline void
+op_acc (float *restrict dst, const float *restrict src, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    dst[i] += src[i];
+}
+
+/* Remembers whether the last forward ran in training mode, for ops whose
+ * backward differs (BatchNorm2d, Dropout). Lives in node->state. */
+typedef struct {
+  gboolean training;
+} OpModeState;
+
+static inline OpModeState *
+op_mode_state (NnicNode *node)
+{
+  if (!node->state)
+    node->state = g_new0 (OpModeState, 1);
+  return node->state;
+}
+
+static inline void
+op_mode_finalize (NnicNode *node)
+{
+  g_clear_pointer (&node->state, g_free);
+}
