@@ -12,11 +12,11 @@ int nnic_test_run (Suite *s);
   ck_assert_msg ((err) == NULL, "unexpected error: %s", (err) ? (err)->message : "")
 
 /* Asserts an error of NNIC_ERROR / `code` whose message contains `needle`. */
-#define NNIC_ASSERT_ERROR(err, code, needle)                                        \
+#define NNIC_ASSERT_ERROR(err, ecode, needle)                                        \
   do {                                                                              \
     ck_assert_msg ((err) != NULL, "expected an error containing \"%s\"", (needle)); \
-    ck_assert_msg ((err)->domain == NNIC_ERROR && (err)->code == (code),            \
-                   "wrong error code %d (wanted %d): %s", (err)->code, (code),      \
+    ck_assert_msg ((err)->domain == NNIC_ERROR && (err)->code == (ecode),            \
+                   "wrong error code %d (wanted %d): %s", (err)->code, (ecode),      \
                    (err)->message);                                                 \
     ck_assert_msg (strstr ((err)->message, (needle)) != NULL,                       \
                    "error \"%s\" does not mention \"%s\"", (err)->message, (needle)); \

@@ -1,0 +1,31 @@
+/* Internal to the nnic command-line program. */
+#pragma once
+
+#include <nnic/nnic.h>
+
+int nnic_cmd_train (int argc, char **argv);
+int nnic_cmd_eval (int argc, char **argv);
+
+/* Progress display: a bar redrawn in place on a terminal, plain lines
+ * (about every tenth of an epoch) otherwise. */
+typedef struct {
+  gboolean tty;
+  gboolean quiet;
+  guint last_line_batch;
+  gint64 last_draw_us;
+} NnicCliProgress;
+
+void nnic_cli_progress_init (NnicCliProgress *p, gboolean quiet);
+void nnic_cli_progress_update (const NnicProgress *p, gpointer user_data);
+/* Ends the bar's line (on a terminal) before other output. */
+void nnic_cli_progress_finish (NnicCliProgress *p);
+
+/* Loads a model: a built-in by name, shaped for the data set's samples.
+ * With `checkpoint`, its weights are loaded from that safetensors file. */
+NnicModel *nnic_cli_load_model (const char *name, const NnicDataset *data, const char *checkpoint,
+                                GError **error);
+/* Loads a named data set (train or test split); `limit` > 0 keeps the first `limit` samples. */
+NnicDataset *nnic_cli_load_data (const char *name, const char *dir, gboolean train, gint64 limit,
+                                 GError **error);
+/* Prints an error as "nnic <cmd>: message" and returns the exit status. */
+int nnic_cli_fail (const char *cmd, GError *error);
