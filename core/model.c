@@ -5,6 +5,7 @@
 
 #include <nnic/data.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
   guint id;
@@ -35,6 +36,8 @@ struct _NnicModel {
   NnicRng rng;
   GArray *hooks;      /* ForwardHook */
   guint next_hook_id;
+  gboolean profiling;
+  GArray *prof_fwd, *prof_bwd; /* double seconds per node */
 };
 
 /* ---- construction ---- */
@@ -121,6 +124,10 @@ nnic_model_free (NnicModel *m)
       h->destroy (h->user_data);
   }
   g_array_free (m->hooks, TRUE);
+  if (m->prof_fwd) {
+    g_array_free (m->prof_fwd, TRUE);
+    g_array_free (m->prof_bwd, TRUE);
+  }
   for (guint i = 0; i < m->params->len; i++)
     g_free ((char *) g_array_index (m->params, NnicParam, i).name);
   g_array_free (m->params, TRUE);
@@ -203,6 +210,10 @@ add_node (NnicModel *m, const char *name, const NnicOp *op, NnicNode **inputs, g
     g_array_append_val (m->params, p);
     n->pval[i] = n->param[i];
     n->pgrad[i] = n->grad[i];
+  }
+  if (m->prof_fwd) {
+    g_array_set_size (m->prof_fwd, m->nodes->len);
+    g_array_set_size (m->prof_bwd, m->nodes->len);
   }
   m->output = n->index;
   m->batch = 0;  /* buffers are re-planned on the next forward */
@@ -568,6 +579,45 @@ reshape (NnicModel *m, int64_t batch, GError **error)
   return TRUE;
 }
 
+static double
+now_s (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+void
+nnic_model_reset_profile (NnicModel *m)
+{
+  if (!m->prof_fwd) {
+    m->prof_fwd = g_array_new (FALSE, TRUE, sizeof (double));
+    m->prof_bwd = g_array_new (FALSE, TRUE, sizeof (double));
+  }
+  g_array_set_size (m->prof_fwd, 0);
+  g_array_set_size (m->prof_bwd, 0);
+  g_array_set_size (m->prof_fwd, m->nodes->len);
+  g_array_set_size (m->prof_bwd, m->nodes->len);
+}
+
+void
+nnic_model_set_profiling (NnicModel *m, gboolean on)
+{
+  if (on && !m->profiling)
+    nnic_model_reset_profile (m);
+  m->profiling = on;
+}
+
+void
+nnic_model_node_time (const NnicModel *m, guint i, double *forward_s, double *backward_s)
+{
+  gboolean known = m->prof_fwd && i < m->prof_fwd->len;
+  if (forward_s)
+    *forward_s = known ? g_array_index (m->prof_fwd, double, i) : 0.0;
+  if (backward_s)
+    *backward_s = known ? g_array_index (m->prof_bwd, double, i) : 0.0;
+}
+
 static void
 run_hooks (NnicModel *m, NnicNode *n)
 {
@@ -600,7 +650,10 @@ nnic_model_forward (NnicModel *m, const NnicTensor *input, GError **error)
     run_hooks (m, in);
   for (guint i = 1; i <= m->output; i++) {
     NnicNode *n = node_at (m, i);
+    double t0 = m->profiling ? now_s () : 0;
     n->op->forward (n, m->training);
+    if (m->profiling)
+      g_array_index (m->prof_fwd, double, i) += now_s () - t0;
     if (n->n_hooks)
       run_hooks (m, n);
   }
@@ -667,8 +720,11 @@ nnic_model_backward (NnicModel *m, const NnicTensor *grad_output, GError **error
     NnicNode *n = node_at (m, i);
     if (!n->requires_grad)
       continue;
+    double t0 = m->profiling ? now_s () : 0;
     n->op->backward (n);
     route_substitute_grads (m, n);
+    if (m->profiling)
+      g_array_index (m->prof_bwd, double, i) += now_s () - t0;
   }
   return TRUE;
 }

@@ -162,6 +162,13 @@ typedef void (*NnicGradHook) (NnicModel *m, NnicParam *param, const NnicTensor *
 gboolean nnic_model_substitute_param (NnicModel *m, const char *param_name, NnicTensor *substitute,
                                       NnicGradHook grad_hook, gpointer user_data, GError **error);
 
+/* Per-node timing: when on, forward and backward accumulate the seconds
+ * each node takes (for benchmarks and for finding the slow layer). */
+void nnic_model_set_profiling (NnicModel *m, gboolean on);
+/* Seconds accumulated by node i since profiling was turned on or reset. */
+void nnic_model_node_time (const NnicModel *m, guint i, double *forward_s, double *backward_s);
+void nnic_model_reset_profile (NnicModel *m);
+
 /* A one-line-per-node summary (name, type, output shape, parameters). */
 char *nnic_model_describe (const NnicModel *m);
 
