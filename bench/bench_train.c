@@ -156,6 +156,16 @@ bench_train (int64_t batch, int reps)
     secs += fw + bw;
   }
   res.layer_gflops = flops / secs / 1e9;
+  if (g_getenv ("NNIC_BENCH_LAYERS")) {
+    for (guint i = 1; i < nnic_model_n_nodes (m); i++) {
+      double fw, bw, f = node_flops (m, i, batch) * reps;
+      nnic_model_node_time (m, i, &fw, &bw);
+      fprintf (stderr, "  batch %3" G_GINT64_FORMAT " %-8s %-10s fwd %7.3f ms  bwd %7.3f ms  %6.1f GFLOP/s\n", batch,
+               nnic_model_node_name (m, i), nnic_model_node_type (m, i), 1e3 * fw / reps,
+               1e3 * bw / reps, f > 0 ? f / (fw + bw) / 1e9 : 0.0);
+    }
+    fprintf (stderr, "  step total %.3f ms\n", 1e3 * total / reps);
+  }
   res.layer_share = secs / total;
   g_free (t);
   nnic_tensor_free (x);
