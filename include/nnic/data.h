@@ -37,7 +37,8 @@ NnicDataset *nnic_dataset_head (const NnicDataset *d, int64_t n, GError **error)
 /* Batches over a data set. */
 typedef struct _NnicLoader NnicLoader;
 
-/* shuffle: a fresh permutation each epoch, derived from (seed, epoch). */
+/* shuffle: a fresh permutation each epoch, derived from (seed, epoch).
+ * The data set must outlive the loader. */
 NnicLoader *nnic_loader_new (const NnicDataset *d, int batch_size, gboolean shuffle,
                              guint64 seed, GError **error);
 void nnic_loader_free (NnicLoader *l);

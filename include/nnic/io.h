@@ -21,7 +21,7 @@ typedef struct {
 
 NnicTensorDict *nnic_tensor_dict_new (void);
 void nnic_tensor_dict_free (NnicTensorDict *d);
-/* Takes ownership of `t`. Fails on a duplicate name. */
+/* Takes ownership of `t` (freed too when the call fails on a duplicate name). */
 gboolean nnic_tensor_dict_add (NnicTensorDict *d, const char *name, NnicTensor *t, GError **error);
 NnicTensor *nnic_tensor_dict_get (const NnicTensorDict *d, const char *name);
 guint nnic_tensor_dict_len (const NnicTensorDict *d);
