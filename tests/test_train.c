@@ -249,7 +249,7 @@ START_TEST (test_fashion_mnist_learns)
   g_autoptr (NnicDataset) test = nnic_dataset_head (test_full, 2000, &err);
   NNIC_ASSERT_NO_ERROR (err);
   g_autoptr (NnicModel) m = nnic_model_new_builtin ("nni_cnn", 0, 0, 0, 0, &err);
-  g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.01, .momentum = 0.5 }, &err);
+  g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.05, .momentum = 0.9 }, &err);
   g_autoptr (NnicLoader) loader = nnic_loader_new (train, 64, TRUE, 0, &err);
   NNIC_ASSERT_NO_ERROR (err);
   NnicEpochStats st;
@@ -257,8 +257,8 @@ START_TEST (test_fashion_mnist_learns)
   double acc;
   ck_assert (nnic_evaluate (m, test, 500, &acc, NULL, &err));
   NNIC_ASSERT_NO_ERROR (err);
-  /* One epoch on a tenth of the data with NNI's recipe: well past chance. */
-  ck_assert_msg (acc > 0.6, "accuracy %g after one epoch on 6000 images", acc);
+  /* One epoch on a tenth of the data: well past chance. */
+  ck_assert_msg (acc > 0.7, "accuracy %g after one epoch on 6000 images", acc);
 }
 END_TEST
 
