@@ -1,1 +1,91 @@
-/* placeholder: being written */
+/* ReLU and ReLU6 (nn.ReLU, nn.ReLU6), elementwise on any shape. */
+#include "core/ops/kernels.h"
+
+static gboolean
+activation_setup (NnicNode *node, GError **error)
+{
+  (void) error;
+  const NnicNode *in = node->inputs[0];
+  node->shape_ndim = in->shape_ndim;
+  for (int i = 0; i < in->shape_ndim; i++)
+    node->shape[i] = in->shape[i];
+  return TRUE;
+}
+
+/* Written as "x < 0 ? 0 : x" rather than a max so that NaN passes through,
+ * as in PyTorch's clamp. */
+static void
+relu_forward (NnicNode *node, gboolean training)
+{
+  (void) training;
+  const float *restrict x = node->inputs[0]->out->f32;
+  float *restrict y = node->out->f32;
+  const int64_t n = node->out->numel;
+  for (int64_t i = 0; i < n; i++)
+    y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
+/* The gradient passes where the input is positive (threshold_backward).
+ * Reads the input, not the output, because a forward hook may have
+ * rewritten the output in place. */
+static void
+relu_backward (NnicNode *node)
+{
+  if (!node->inputs[0]->gout)
+    return;
+  const float *restrict x = node->inputs[0]->out->f32;
+  const float *restrict dy = node->gout->f32;
+  float *restrict dx = node->inputs[0]->gout->f32;
+  const int64_t n = node->out->numel;
+  for (int64_t i = 0; i < n; i++) {
+    float g = dy[i]; /* loaded unconditionally, so the select vectorises */
+    dx[i] += x[i] > 0.0f ? g : 0.0f;
+  }
+}
+
+static void
+relu6_forward (NnicNode *node, gboolean training)
+{
+  (void) training;
+  const float *restrict x = node->inputs[0]->out->f32;
+  float *restrict y = node->out->f32;
+  const int64_t n = node->out->numel;
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i] < 0.0f ? 0.0f : x[i];
+    y[i] = v > 6.0f ? 6.0f : v;
+  }
+}
+
+/* hardtanh_backward: the gradient passes strictly inside (0, 6). */
+static void
+relu6_backward (NnicNode *node)
+{
+  if (!node->inputs[0]->gout)
+    return;
+  const float *restrict x = node->inputs[0]->out->f32;
+  const float *restrict dy = node->gout->f32;
+  float *restrict dx = node->inputs[0]->gout->f32;
+  const int64_t n = node->out->numel;
+  for (int64_t i = 0; i < n; i++) {
+    float g = dy[i];
+    dx[i] += (x[i] > 0.0f) & (x[i] < 6.0f) ? g : 0.0f;
+  }
+}
+
+const NnicOp nnic_op_relu = {
+  .type = "ReLU",
+  .setup = activation_setup,
+  .reshape = NULL,
+  .forward = relu_forward,
+  .backward = relu_backward,
+  .finalize = NULL,
+};
+
+const NnicOp nnic_op_relu6 = {
+  .type = "ReLU6",
+  .setup = activation_setup,
+  .reshape = NULL,
+  .forward = relu6_forward,
+  .backward = relu6_backward,
+  .finalize = NULL,
+};

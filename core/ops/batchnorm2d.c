@@ -1,1 +1,234 @@
-/* placeholder: being written */
+/* BatchNorm2d (nn.BatchNorm2d with track_running_stats=True).
+ *
+ * Training normalises with the batch statistics over (B, H, W) — biased
+ * variance — and moves the running statistics towards them, with the
+ * unbiased variance as PyTorch does. Evaluation uses the running statistics.
+ * cache[0] [2, C] keeps the mean and 1/sqrt(var + eps) the forward used. */
+#include "core/ops/kernels.h"
+
+#include <math.h>
+
+/* Parameter indices; without affine there is no weight and bias and the
+ * buffers move up by two. */
+static int
+bn_first_buffer (const NnicNode *node)
+{
+  return node->spec.bn.no_affine ? 0 : 2;
+}
+
+static gboolean
+bn_setup (NnicNode *node, GError **error)
+{
+  NnicBatchNormSpec *s = &node->spec.bn;
+  if (!op_expect_image (node, 0, error))
+    return FALSE;
+  if (s->eps == 0.0)
+    s->eps = 1e-5;
+  if (s->momentum == 0.0)
+    s->momentum = 0.1;
+  if (s->num_features <= 0) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT, "num_features must be positive, got %d",
+              s->num_features);
+    return FALSE;
+  }
+  if (!(s->eps > 0.0) || !isfinite (s->eps) || !(s->momentum >= 0.0 && s->momentum <= 1.0)) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "eps must be positive and momentum in [0, 1], got eps %g and momentum %g", s->eps,
+              s->momentum);
+    return FALSE;
+  }
+  const NnicNode *in = node->inputs[0];
+  if (in->shape[0] != s->num_features) {
+    op_error (node, error, NNIC_ERROR_SHAPE,
+              "num_features %d does not match the input's %" G_GINT64_FORMAT " channels",
+              s->num_features, in->shape[0]);
+    return FALSE;
+  }
+  node->shape_ndim = 3;
+  for (int i = 0; i < 3; i++)
+    node->shape[i] = in->shape[i];
+
+  int64_t cshape[1] = { s->num_features };
+  int64_t scalar[1] = { 1 };
+  if (!s->no_affine && (!nnic_node_add_param (node, "weight", TRUE, 1, cshape, error) ||
+                        !nnic_node_add_param (node, "bias", TRUE, 1, cshape, error)))
+    return FALSE;
+  if (!nnic_node_add_param (node, "running_mean", FALSE, 1, cshape, error) ||
+      !nnic_node_add_param (node, "running_var", FALSE, 1, cshape, error) ||
+      !nnic_node_add_param (node, "num_batches_tracked", FALSE, 0, scalar, error))
+    return FALSE;
+  nnic_tensor_fill (node->param[bn_first_buffer (node) + 1], 1.0f);
+  op_mode_state (node);
+  return TRUE;
+}
+
+static gboolean
+bn_reshape (NnicNode *node, int64_t batch, GError **error)
+{
+  (void) batch;
+  int64_t shape[2] = { 2, node->shape[0] };
+  return nnic_node_cache (node, 0, NNIC_DTYPE_F32, 2, shape, error);
+}
+
+/* Sum over the batch of channel c's planes: x [B, C, HW]. */
+static double
+channel_sum (const float *x, int64_t B, int64_t C, int64_t HW, int64_t c)
+{
+  double s = 0.0;
+  for (int64_t b = 0; b < B; b++)
+    s += op_sum (x + (b * C + c) * HW, HW);
+  return s;
+}
+
+/* Sum over channel c of (x - mean)^2. Eight partial sums per run keep
+ * the loop vectorisable under strict IEEE rules; runs add up in double. */
+static double
+channel_sq (const float *x, int64_t B, int64_t C, int64_t HW, int64_t c, float mean)
+{
+  double t = 0.0;
+  for (int64_t b = 0; b < B; b++) {
+    const float *xp = x + (b * C + c) * HW;
+    float a[8] = { 0 };
+    int64_t i = 0;
+    for (; i + 8 <= HW; i += 8)
+      for (int j = 0; j < 8; j++) {
+        float xc = xp[i + j] - mean;
+        a[j] += xc * xc;
+      }
+    for (; i < HW; i++)
+      t += (xp[i] - mean) * (xp[i] - mean);
+    t += ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+  }
+  return t;
+}
+
+/* Sums over channel c of dy and of dy * (x - mean), the same way. */
+static void
+channel_grad_sums (const float *x, const float *dy, int64_t B, int64_t C, int64_t HW, int64_t c,
+                   float mean, double *s_dy, double *s_dyxc)
+{
+  double tdy = 0.0, tdyx = 0.0;
+  for (int64_t b = 0; b < B; b++) {
+    const float *xp = x + (b * C + c) * HW, *gp = dy + (b * C + c) * HW;
+    float d[8] = { 0 }, e[8] = { 0 };
+    int64_t i = 0;
+    for (; i + 8 <= HW; i += 8)
+      for (int j = 0; j < 8; j++) {
+        d[j] += gp[i + j];
+        e[j] += gp[i + j] * (xp[i + j] - mean);
+      }
+    for (; i < HW; i++) {
+      tdy += gp[i];
+      tdyx += gp[i] * (xp[i] - mean);
+    }
+    for (int j = 0; j < 8; j++) {
+      tdy += d[j];
+      tdyx += e[j];
+    }
+  }
+  *s_dy = tdy;
+  *s_dyxc = tdyx;
+}
+
+static void
+bn_forward (NnicNode *node, gboolean training)
+{
+  const NnicBatchNormSpec *s = &node->spec.bn;
+  const int64_t B = node->batch, C = node->shape[0], HW = node->shape[1] * node->shape[2];
+  const int64_t n = B * HW;
+  const float *x = node->inputs[0]->out->f32;
+  float *y = node->out->f32;
+  const float *w = s->no_affine ? NULL : node->pval[0]->f32;
+  const float *bias = s->no_affine ? NULL : node->pval[1]->f32;
+  int k = bn_first_buffer (node);
+  float *saved_mean = node->cache[0]->f32, *saved_invstd = node->cache[0]->f32 + C;
+
+  ((OpModeState *) node->state)->training = training;
+  if (training) {
+    /* The buffers themselves are updated, not a substitute of them. */
+    float *rmean = node->param[k]->f32, *rvar = node->param[k + 1]->f32;
+    const float mom = (float) s->momentum;
+    for (int64_t c = 0; c < C; c++) {
+      double mean = channel_sum (x, B, C, HW, c) / (double) n;
+      double sq = channel_sq (x, B, C, HW, c, (float) mean);
+      double var = sq / (double) n;
+      /* n = 1 has no unbiased variance; PyTorch refuses the batch, we
+       * cannot fail here and keep the biased one. */
+      double unbiased = n > 1 ? sq / (double) (n - 1) : var;
+      saved_mean[c] = (float) mean;
+      saved_invstd[c] = (float) (1.0 / sqrt (var + s->eps));
+      rmean[c] = (1.0f - mom) * rmean[c] + mom * (float) mean;
+      rvar[c] = (1.0f - mom) * rvar[c] + mom * (float) unbiased;
+    }
+    node->param[k + 2]->f32[0] += 1.0f;
+  } else {
+    const float *rmean = node->pval[k]->f32, *rvar = node->pval[k + 1]->f32;
+    for (int64_t c = 0; c < C; c++) {
+      saved_mean[c] = rmean[c];
+      saved_invstd[c] = (float) (1.0 / sqrt ((double) rvar[c] + s->eps));
+    }
+  }
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t c = 0; c < C; c++) {
+      const float mean = saved_mean[c];
+      const float scale = saved_invstd[c] * (w ? w[c] : 1.0f);
+      const float shift = bias ? bias[c] : 0.0f;
+      const float *xp = x + (b * C + c) * HW;
+      float *yp = y + (b * C + c) * HW;
+      for (int64_t i = 0; i < HW; i++)
+        yp[i] = (xp[i] - mean) * scale + shift;
+    }
+}
+
+/* With xhat = (x - mean) * invstd and y = w * xhat + b:
+ *   dw = sum(dy * xhat), db = sum(dy);
+ *   training: mean and invstd depend on x, so
+ *     dx = w * invstd * (dy - mean(dy) - xhat * mean(dy * xhat));
+ *   evaluation: they are constants, dx = w * invstd * dy. */
+static void
+bn_backward (NnicNode *node)
+{
+  const NnicBatchNormSpec *s = &node->spec.bn;
+  const int64_t B = node->batch, C = node->shape[0], HW = node->shape[1] * node->shape[2];
+  const int64_t n = B * HW;
+  const gboolean training = ((OpModeState *) node->state)->training;
+  const float *x = node->inputs[0]->out->f32;
+  const float *dy = node->gout->f32;
+  float *dx = node->inputs[0]->gout ? node->inputs[0]->gout->f32 : NULL;
+  const float *w = s->no_affine ? NULL : node->pval[0]->f32;
+  float *dw = s->no_affine ? NULL : node->pgrad[0] ? node->pgrad[0]->f32 : NULL;
+  float *db = s->no_affine ? NULL : node->pgrad[1] ? node->pgrad[1]->f32 : NULL;
+  const float *saved_mean = node->cache[0]->f32, *saved_invstd = node->cache[0]->f32 + C;
+
+  for (int64_t c = 0; c < C; c++) {
+    const float mean = saved_mean[c], invstd = saved_invstd[c];
+    double s_dy, s_dyxc;
+    channel_grad_sums (x, dy, B, C, HW, c, mean, &s_dy, &s_dyxc);
+    double s_dyxhat = s_dyxc * invstd;
+    if (dw)
+      dw[c] += (float) s_dyxhat;
+    if (db)
+      db[c] += (float) s_dy;
+    if (!dx)
+      continue;
+    const float k = invstd * (w ? w[c] : 1.0f);
+    /* dx = k * (dy - m_dy - (x - mean) * invstd * m_dyxhat) = k*dy - k*m_dy - (x - mean) * q */
+    const float m_dy = training ? (float) (s_dy / (double) n) : 0.0f;
+    const float q = training ? (float) (s_dyxhat / (double) n) * invstd * k : 0.0f;
+    for (int64_t b = 0; b < B; b++) {
+      const float *xp = x + (b * C + c) * HW, *gp = dy + (b * C + c) * HW;
+      float *dp = dx + (b * C + c) * HW;
+      for (int64_t i = 0; i < HW; i++)
+        dp[i] += k * (gp[i] - m_dy) - (xp[i] - mean) * q;
+    }
+  }
+}
+
+const NnicOp nnic_op_batchnorm2d = {
+  .type = "BatchNorm2d",
+  .setup = bn_setup,
+  .reshape = bn_reshape,
+  .forward = bn_forward,
+  .backward = bn_backward,
+  .finalize = op_mode_finalize,
+};

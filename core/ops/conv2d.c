@@ -1,1 +1,382 @@
-/* placeholder: being written */
+/* Conv2d (nn.Conv2d): zero padding, stride, dilation, groups, optional bias.
+ *
+ * The batch is unrolled (im2col) a chunk of samples at a time into
+ *   cols [C*KH*KW, Bc*OH*OW]     row (c, kh, kw), column (b, oh, ow)
+ * so that each group is one sgemm over the whole chunk
+ *   tmp[OC/G, Bc*OH*OW] = W_g[OC/G, K] x cols_g[K, Bc*OH*OW],   K = C/G*KH*KW
+ * rather than Bc small ones, followed by a cheap transposition into NCHW.
+ * A chunk's columns are sized to stay in cache between im2col and the
+ * GEMM: unrolling the whole batch at once writes tens of MiB that the GEMM
+ * then has to fetch back from memory, which costs more than the GEMM saves.
+ * For the same reason the backward unrolls each chunk again instead of
+ * keeping the forward's columns: redoing it in cache is cheaper than
+ * storing and reloading them (and it saves the memory). */
+#include "core/ops/kernels.h"
+
+#include <cblas.h>
+#include <string.h>
+
+/* Everything the kernels need, derived from the spec and the input shape. */
+typedef struct {
+  int64_t B, C, H, W;      /* input [B, C, H, W] */
+  int64_t OC, OH, OW;      /* output [B, OC, OH, OW] */
+  int64_t KH, KW, S, P, D; /* kernel, stride, padding, dilation */
+  int64_t G, Cg, OCg;      /* groups and channels per group */
+  int64_t K;               /* rows of one group's columns: Cg*KH*KW */
+  int64_t N;               /* columns: B*OH*OW */
+} ConvGeom;
+
+static ConvGeom
+conv_geom (const NnicNode *node)
+{
+  const NnicConv2dSpec *s = &node->spec.conv;
+  const NnicNode *in = node->inputs[0];
+  ConvGeom g = {
+    .B = node->batch, .C = in->shape[0], .H = in->shape[1], .W = in->shape[2],
+    .OC = node->shape[0], .OH = node->shape[1], .OW = node->shape[2],
+    .KH = s->kernel_h, .KW = s->kernel_w, .S = s->stride, .P = s->padding, .D = s->dilation,
+    .G = s->groups,
+  };
+  g.Cg = g.C / g.G;
+  g.OCg = g.OC / g.G;
+  g.K = g.Cg * g.KH * g.KW;
+  g.N = g.B * g.OH * g.OW;
+  return g;
+}
+
+static gboolean
+conv2d_setup (NnicNode *node, GError **error)
+{
+  NnicConv2dSpec *s = &node->spec.conv;
+  if (!op_expect_image (node, 0, error))
+    return FALSE;
+  /* PyTorch's defaults, written back so that the spec reads as the layer. */
+  if (s->kernel_h == 0)
+    s->kernel_h = s->kernel_size;
+  if (s->kernel_w == 0)
+    s->kernel_w = s->kernel_size;
+  if (s->stride == 0)
+    s->stride = 1;
+  if (s->dilation == 0)
+    s->dilation = 1;
+  if (s->groups == 0)
+    s->groups = 1;
+
+  if (s->in_channels <= 0 || s->out_channels <= 0) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "in_channels and out_channels must be positive, got %d and %d", s->in_channels,
+              s->out_channels);
+    return FALSE;
+  }
+  if (s->kernel_h <= 0 || s->kernel_w <= 0) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT, "the kernel size must be positive, got %dx%d",
+              s->kernel_h, s->kernel_w);
+    return FALSE;
+  }
+  if (s->stride < 0 || s->dilation < 0 || s->groups < 0 || s->padding < 0) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "stride %d, padding %d, dilation %d and groups %d must not be negative", s->stride,
+              s->padding, s->dilation, s->groups);
+    return FALSE;
+  }
+  const NnicNode *in = node->inputs[0];
+  if (in->shape[0] != s->in_channels) {
+    op_error (node, error, NNIC_ERROR_SHAPE,
+              "in_channels %d does not match the input's %" G_GINT64_FORMAT " channels",
+              s->in_channels, in->shape[0]);
+    return FALSE;
+  }
+  if (s->in_channels % s->groups != 0 || s->out_channels % s->groups != 0) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "groups %d must divide both in_channels %d and out_channels %d", s->groups,
+              s->in_channels, s->out_channels);
+    return FALSE;
+  }
+  int64_t eff_h = (int64_t) s->dilation * (s->kernel_h - 1) + 1;
+  int64_t eff_w = (int64_t) s->dilation * (s->kernel_w - 1) + 1;
+  int64_t pad_h = in->shape[1] + 2 * (int64_t) s->padding;
+  int64_t pad_w = in->shape[2] + 2 * (int64_t) s->padding;
+  if (eff_h > pad_h || eff_w > pad_w) {
+    op_error (node, error, NNIC_ERROR_SHAPE,
+              "the kernel (%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
+              " with dilation) is larger than the padded input (%" G_GINT64_FORMAT
+              "x%" G_GINT64_FORMAT ")",
+              eff_h, eff_w, pad_h, pad_w);
+    return FALSE;
+  }
+  node->shape_ndim = 3;
+  node->shape[0] = s->out_channels;
+  node->shape[1] = (pad_h - eff_h) / s->stride + 1;
+  node->shape[2] = (pad_w - eff_w) / s->stride + 1;
+  if (!op_check_output (node, error))
+    return FALSE;
+
+  int64_t wshape[4] = { s->out_channels, s->in_channels / s->groups, s->kernel_h, s->kernel_w };
+  int64_t bshape[1] = { s->out_channels };
+  if (!nnic_node_add_param (node, "weight", TRUE, 4, wshape, error))
+    return FALSE;
+  if (!s->no_bias && !nnic_node_add_param (node, "bias", TRUE, 1, bshape, error))
+    return FALSE;
+  return TRUE;
+}
+
+/* Samples per chunk: about CHUNK_BYTES of columns, but at least
+ * MIN_COLUMNS columns so that the GEMMs stay wide enough to run well. */
+#define CHUNK_BYTES ((int64_t) 2 << 20)
+#define MIN_COLUMNS 512
+
+static int64_t
+conv_chunk (const ConvGeom *g)
+{
+  int64_t OHW = g->OH * g->OW;
+  int64_t per_sample = g->C * g->KH * g->KW * OHW * (int64_t) sizeof (float);
+  int64_t bc = MAX (CHUNK_BYTES / per_sample, (MIN_COLUMNS + OHW - 1) / OHW);
+  return CLAMP (bc, 1, g->B);
+}
+
+/* The geometry of a chunk of n samples (the caller offsets the pointers). */
+static ConvGeom
+chunk_geom (const ConvGeom *g, int64_t n)
+{
+  ConvGeom c = *g;
+  c.B = n;
+  c.N = n * g->OH * g->OW;
+  return c;
+}
+
+/* Scratch: one chunk's columns (reused for their gradient in backward)
+ * and its output in GEMM layout. */
+static size_t
+conv_scratch_floats (const ConvGeom *g)
+{
+  return (size_t) ((g->C * g->KH * g->KW + g->OC) * conv_chunk (g) * g->OH * g->OW);
+}
+
+static gboolean
+conv2d_reshape (NnicNode *node, int64_t batch, GError **error)
+{
+  (void) batch;
+  ConvGeom g = conv_geom (node);
+  if (!op_check_blas_dim (node, conv_chunk (&g) * g.OH * g.OW, error) ||
+      !op_check_blas_dim (node, g.C * g.KH * g.KW, error))
+    return FALSE;
+  return nnic_model_scratch (node->model, conv_scratch_floats (&g), error) != NULL;
+}
+
+/* Output positions o in [0, n) whose input coordinate o*S + off lies inside
+ * [0, size): they form the range [*lo, *hi); the rest read the zero padding. */
+static void
+valid_range (int64_t n, int64_t S, int64_t off, int64_t size, int64_t *lo, int64_t *hi)
+{
+  int64_t l = off < 0 ? (-off + S - 1) / S : 0;
+  int64_t h = size - off <= 0 ? 0 : (size - off - 1) / S + 1;
+  if (h > n)
+    h = n;
+  if (l > h)
+    l = h;
+  *lo = l;
+  *hi = h;
+}
+
+/* x [B, C, H, W] → cols [C*KH*KW, B*OH*OW]. Each row of cols is written
+ * front to back, across the samples: rows are far apart (B*OH*OW floats,
+ * often a multiple of 4 KiB), and hopping from row to row every few
+ * hundred bytes makes the writes miss in the same cache sets. The input
+ * planes a row reads (channel c of every sample) stay in cache for the
+ * KH*KW rows of c. */
+OP_INLINE_COPIES static void
+im2col (const ConvGeom *g, const float *restrict x, float *restrict cols)
+{
+  const int64_t OHW = g->OH * g->OW, HW = g->H * g->W;
+  for (int64_t c = 0; c < g->C; c++)
+    for (int64_t kh = 0; kh < g->KH; kh++)
+      for (int64_t kw = 0; kw < g->KW; kw++) {
+        float *dst = cols + ((c * g->KH + kh) * g->KW + kw) * g->N;
+        int64_t offh = kh * g->D - g->P, offw = kw * g->D - g->P;
+        int64_t oh0, oh1, ow0, ow1;
+        valid_range (g->OH, g->S, offh, g->H, &oh0, &oh1);
+        valid_range (g->OW, g->S, offw, g->W, &ow0, &ow1);
+        for (int64_t b = 0; b < g->B; b++, dst += OHW) {
+          const float *plane = x + (b * g->C + c) * HW;
+          for (int64_t j = 0; j < oh0 * g->OW; j++)
+            dst[j] = 0.0f;
+          for (int64_t oh = oh0; oh < oh1; oh++) {
+            float *row = dst + oh * g->OW;
+            const float *src = plane + (oh * g->S + offh) * g->W;
+            for (int64_t ow = 0; ow < ow0; ow++)
+              row[ow] = 0.0f;
+            if (g->S == 1) {
+              for (int64_t ow = ow0; ow < ow1; ow++)
+                row[ow] = src[ow + offw];
+            } else {
+              for (int64_t ow = ow0; ow < ow1; ow++)
+                row[ow] = src[ow * g->S + offw];
+            }
+            for (int64_t ow = ow1; ow < g->OW; ow++)
+              row[ow] = 0.0f;
+          }
+          for (int64_t j = oh1 * g->OW; j < OHW; j++)
+            dst[j] = 0.0f;
+        }
+      }
+}
+
+/* The adjoint of im2col: dx [B, C, H, W] += the columns' gradients summed
+ * back onto the input pixels they were read from. Unlike im2col this one
+ * goes plane by plane: the accumulation target then stays in L1, and
+ * scattered reads cost less than scattered writes. */
+static void
+col2im_acc (const ConvGeom *g, const float *restrict dcols, float *restrict dx)
+{
+  const int64_t OHW = g->OH * g->OW, HW = g->H * g->W;
+  for (int64_t b = 0; b < g->B; b++)
+    for (int64_t c = 0; c < g->C; c++) {
+      float *plane = dx + (b * g->C + c) * HW;
+      for (int64_t kh = 0; kh < g->KH; kh++)
+        for (int64_t kw = 0; kw < g->KW; kw++) {
+          const float *src = dcols + ((c * g->KH + kh) * g->KW + kw) * g->N + b * OHW;
+          int64_t offh = kh * g->D - g->P, offw = kw * g->D - g->P;
+          int64_t oh0, oh1, ow0, ow1;
+          valid_range (g->OH, g->S, offh, g->H, &oh0, &oh1);
+          valid_range (g->OW, g->S, offw, g->W, &ow0, &ow1);
+          for (int64_t oh = oh0; oh < oh1; oh++) {
+            const float *row = src + oh * g->OW;
+            float *dst = plane + (oh * g->S + offh) * g->W;
+            if (g->S == 1) {
+              for (int64_t ow = ow0; ow < ow1; ow++)
+                dst[ow + offw] += row[ow];
+            } else {
+              for (int64_t ow = ow0; ow < ow1; ow++)
+                dst[ow * g->S + offw] += row[ow];
+            }
+          }
+        }
+    }
+}
+
+/* tmp [OC, B*OHW] → out [B, OC, OHW], adding the bias on the way. */
+static void
+scatter_nchw (const ConvGeom *g, const float *restrict tmp, const float *restrict bias,
+              float *restrict out)
+{
+  const int64_t OHW = g->OH * g->OW;
+  for (int64_t b = 0; b < g->B; b++)
+    for (int64_t oc = 0; oc < g->OC; oc++) {
+      const float *src = tmp + oc * g->N + b * OHW;
+      float *dst = out + (b * g->OC + oc) * OHW;
+      float bv = bias ? bias[oc] : 0.0f;
+      for (int64_t j = 0; j < OHW; j++)
+        dst[j] = src[j] + bv;
+    }
+}
+
+/* gout [B, OC, OHW] → dout [OC, B*OHW], the GEMM layout. */
+static void
+gather_nchw (const ConvGeom *g, const float *restrict gout, float *restrict dout)
+{
+  const int64_t OHW = g->OH * g->OW;
+  for (int64_t b = 0; b < g->B; b++)
+    for (int64_t oc = 0; oc < g->OC; oc++)
+      memcpy (dout + oc * g->N + b * OHW, gout + (b * g->OC + oc) * OHW,
+              sizeof (float) * (size_t) OHW);
+}
+
+/* out_g [OCg, N] = W_g [OCg, K] x cols_g [K, N] for every group. */
+static void
+gemm_forward (const ConvGeom *c, const float *w, const float *cols, float *out)
+{
+  for (int64_t gi = 0; gi < c->G; gi++)
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) c->OCg, (int) c->N, (int) c->K,
+                 1.0f, w + gi * c->OCg * c->K, (int) c->K, cols + gi * c->K * c->N, (int) c->N,
+                 0.0f, out + gi * c->OCg * c->N, (int) c->N);
+}
+
+static void
+conv2d_forward (NnicNode *node, gboolean training)
+{
+  (void) training;
+  const ConvGeom g = conv_geom (node);
+  const int64_t bc = conv_chunk (&g), OHW = g.OH * g.OW;
+  const float *x = node->inputs[0]->out->f32;
+  const float *w = node->pval[0]->f32;
+  const float *bias = node->n_params > 1 ? node->pval[1]->f32 : NULL;
+  float *cols = nnic_model_scratch (node->model, conv_scratch_floats (&g), NULL);
+  float *tmp = cols + g.C * g.KH * g.KW * bc * OHW;
+
+  for (int64_t b0 = 0; b0 < g.B; b0 += bc) {
+    const ConvGeom c = chunk_geom (&g, MIN (bc, g.B - b0));
+    float *y = node->out->f32 + b0 * g.OC * OHW;
+    im2col (&c, x + b0 * g.C * g.H * g.W, cols);
+    if (c.B == 1) {
+      /* One sample's [OC, OH*OW] already is NCHW: no transposition. */
+      gemm_forward (&c, w, cols, y);
+      for (int64_t oc = 0; bias && oc < g.OC; oc++)
+        for (int64_t j = 0; j < OHW; j++)
+          y[oc * OHW + j] += bias[oc];
+    } else {
+      gemm_forward (&c, w, cols, tmp);
+      scatter_nchw (&c, tmp, bias, y);
+    }
+  }
+}
+
+/* One chunk of the backward; dout [OC, N] is dL/dout in GEMM layout. */
+static void
+backward_chunk (NnicNode *node, const ConvGeom *c, const float *x, const float *dout, float *cols,
+                float *dx)
+{
+  const float *w = node->pval[0]->f32;
+  if (node->n_params > 1 && node->pgrad[1]) {
+    float *db = node->pgrad[1]->f32;
+    for (int64_t oc = 0; oc < c->OC; oc++)
+      db[oc] += op_sum (dout + oc * c->N, c->N);
+  }
+  im2col (c, x, cols);
+  /* dW_g [OCg, K] += dout_g [OCg, N] x cols_g^T [N, K] */
+  if (node->pgrad[0]) {
+    float *dw = node->pgrad[0]->f32;
+    for (int64_t gi = 0; gi < c->G; gi++)
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) c->OCg, (int) c->K, (int) c->N,
+                   1.0f, dout + gi * c->OCg * c->N, (int) c->N, cols + gi * c->K * c->N,
+                   (int) c->N, 1.0f, dw + gi * c->OCg * c->K, (int) c->K);
+  }
+  if (!dx)
+    return; /* the first layer: nobody needs dL/dinput */
+  /* dcols_g [K, N] = W_g^T [K, OCg] x dout_g [OCg, N], over the columns
+   * (no longer needed), then summed back onto the pixels. */
+  for (int64_t gi = 0; gi < c->G; gi++)
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) c->K, (int) c->N, (int) c->OCg,
+                 1.0f, w + gi * c->OCg * c->K, (int) c->K, dout + gi * c->OCg * c->N, (int) c->N,
+                 0.0f, cols + gi * c->K * c->N, (int) c->N);
+  col2im_acc (c, cols, dx);
+}
+
+static void
+conv2d_backward (NnicNode *node)
+{
+  const ConvGeom g = conv_geom (node);
+  const int64_t bc = conv_chunk (&g), OHW = g.OH * g.OW, in_sample = g.C * g.H * g.W;
+  const float *x = node->inputs[0]->out->f32;
+  float *dx = node->inputs[0]->gout ? node->inputs[0]->gout->f32 : NULL;
+  float *cols = nnic_model_scratch (node->model, conv_scratch_floats (&g), NULL);
+  float *tmp = cols + g.C * g.KH * g.KW * bc * OHW;
+
+  for (int64_t b0 = 0; b0 < g.B; b0 += bc) {
+    const ConvGeom c = chunk_geom (&g, MIN (bc, g.B - b0));
+    const float *dy = node->gout->f32 + b0 * g.OC * OHW;
+    if (c.B > 1) {
+      gather_nchw (&c, dy, tmp);
+      dy = tmp;
+    }
+    backward_chunk (node, &c, x + b0 * in_sample, dy, cols, dx ? dx + b0 * in_sample : NULL);
+  }
+}
+
+const NnicOp nnic_op_conv2d = {
+  .type = "Conv2d",
+  .setup = conv2d_setup,
+  .reshape = conv2d_reshape,
+  .forward = conv2d_forward,
+  .backward = conv2d_backward,
+  .finalize = NULL,
+};

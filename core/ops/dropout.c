@@ -1,1 +1,80 @@
-/* placeholder: being written */
+/* Dropout (nn.Dropout): in training, each element is zeroed with
+ * probability p and the kept ones are scaled by 1/(1-p), so the expected
+ * output equals the input; in evaluation it is the identity.
+ * cache[0] holds the per-element factor (0 or 1/(1-p)) for the backward. */
+#include "core/ops/kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+static gboolean
+dropout_setup (NnicNode *node, GError **error)
+{
+  double p = node->spec.dropout.p;
+  if (!(p >= 0.0 && p <= 1.0)) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "dropout probability has to be between 0 and 1, but got %g", p);
+    return FALSE;
+  }
+  const NnicNode *in = node->inputs[0];
+  node->shape_ndim = in->shape_ndim;
+  for (int i = 0; i < in->shape_ndim; i++)
+    node->shape[i] = in->shape[i];
+  op_mode_state (node);
+  return TRUE;
+}
+
+static gboolean
+dropout_reshape (NnicNode *node, int64_t batch, GError **error)
+{
+  (void) batch;
+  return nnic_node_cache (node, 0, NNIC_DTYPE_F32, node->out->ndim, node->out->shape, error);
+}
+
+static void
+dropout_forward (NnicNode *node, gboolean training)
+{
+  const float *x = node->inputs[0]->out->f32;
+  float *y = node->out->f32;
+  const int64_t n = node->out->numel;
+  ((OpModeState *) node->state)->training = training;
+  if (!training) {
+    memcpy (y, x, nnic_tensor_nbytes (node->out));
+    return;
+  }
+  const float p = (float) node->spec.dropout.p;
+  /* p = 1 drops everything; the factor is never used then. */
+  const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  float *mask = node->cache[0]->f32;
+  NnicModel *m = node->model;
+  for (int64_t i = 0; i < n; i++)
+    mask[i] = nnic_model_uniform (m) < p ? 0.0f : scale;
+  for (int64_t i = 0; i < n; i++)
+    y[i] = x[i] * mask[i];
+}
+
+static void
+dropout_backward (NnicNode *node)
+{
+  if (!node->inputs[0]->gout)
+    return;
+  const float *restrict dy = node->gout->f32;
+  float *restrict dx = node->inputs[0]->gout->f32;
+  const int64_t n = node->out->numel;
+  if (!((OpModeState *) node->state)->training) {
+    op_acc (dx, dy, n);
+    return;
+  }
+  const float *restrict mask = node->cache[0]->f32;
+  for (int64_t i = 0; i < n; i++)
+    dx[i] += dy[i] * mask[i];
+}
+
+const NnicOp nnic_op_dropout = {
+  .type = "Dropout",
+  .setup = dropout_setup,
+  .reshape = dropout_reshape,
+  .forward = dropout_forward,
+  .backward = dropout_backward,
+  .finalize = op_mode_finalize,
+};

@@ -37,6 +37,21 @@ op_expect_image (NnicNode *node, guint k, GError **error)
   return TRUE;
 }
 
+/* The per-sample output shape setup computed must describe a tensor we
+ * can allocate: a huge padding or a bad chain of layers could otherwise
+ * overflow int64 before the executor gets to check it. */
+static inline gboolean
+op_check_output (NnicNode *node, GError **error)
+{
+  int64_t n = nnic_shape_numel (node->shape_ndim, node->shape);
+  if (n < 0 || n > NNIC_TENSOR_MAX_BYTES / (int64_t) sizeof (float)) {
+    g_autofree char *s = nnic_shape_to_string (node->shape_ndim, node->shape);
+    op_error (node, error, NNIC_ERROR_SHAPE, "the output shape %s per sample is too large", s);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 /* BLAS takes int dimensions: refuse anything larger up front (in reshape)
  * rather than overflow inside a kernel. */
 static inline gboolean
@@ -49,6 +64,14 @@ op_check_blas_dim (NnicNode *node, int64_t n, GError **error)
   }
   return TRUE;
 }
+
+/* GCC turns copy loops into memcpy calls; for the short rows of im2col
+ * (often 8 to 32 floats) the call costs more than the inline vector copy. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define OP_INLINE_COPIES __attribute__ ((optimize ("no-tree-loop-distribute-patterns")))
+#else
+#define OP_INLINE_COPIES
+#endif
 
 /* Per-sample element count of a node's output. */
 static inline int64_t

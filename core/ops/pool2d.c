@@ -1,1 +1,353 @@
-/* placeholder: being written */
+/* Pooling: MaxPool2d, AvgPool2d (count_include_pad=True) and
+ * AdaptiveAvgPool2d, with PyTorch's floor-mode output sizes.
+ * Every output pixel reads one window of one [H, W] plane, so the kernels
+ * loop over the B*C planes. */
+#include "core/ops/kernels.h"
+
+#include <math.h>
+
+typedef struct {
+  int64_t BC, H, W, OH, OW;
+  int64_t K, S, P;
+} PoolGeom;
+
+static PoolGeom
+pool_geom (const NnicNode *node)
+{
+  const NnicNode *in = node->inputs[0];
+  const NnicPool2dSpec *s = &node->spec.pool;
+  return (PoolGeom) {
+    .BC = node->batch * in->shape[0], .H = in->shape[1], .W = in->shape[2],
+    .OH = node->shape[1], .OW = node->shape[2],
+    .K = s->kernel_size, .S = s->stride, .P = s->padding,
+  };
+}
+
+/* Shared by max and average pooling: defaults, checks, output shape. */
+static gboolean
+pool_setup (NnicNode *node, GError **error)
+{
+  NnicPool2dSpec *s = &node->spec.pool;
+  if (!op_expect_image (node, 0, error))
+    return FALSE;
+  if (s->stride == 0)
+    s->stride = s->kernel_size;
+  if (s->kernel_size <= 0 || s->stride <= 0 || s->padding < 0) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "kernel_size %d and stride %d must be positive and padding %d not negative",
+              s->kernel_size, s->stride, s->padding);
+    return FALSE;
+  }
+  if (s->padding > s->kernel_size / 2) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "padding should be at most half of the kernel size, but got padding %d and "
+              "kernel_size %d",
+              s->padding, s->kernel_size);
+    return FALSE;
+  }
+  const NnicNode *in = node->inputs[0];
+  int64_t ph = in->shape[1] + 2 * (int64_t) s->padding;
+  int64_t pw = in->shape[2] + 2 * (int64_t) s->padding;
+  if (ph < s->kernel_size || pw < s->kernel_size) {
+    g_autofree char *shape = nnic_shape_to_string (in->shape_ndim, in->shape);
+    op_error (node, error, NNIC_ERROR_SHAPE,
+              "the %dx%d window does not fit the input %s with padding %d", s->kernel_size,
+              s->kernel_size, shape, s->padding);
+    return FALSE;
+  }
+  node->shape_ndim = 3;
+  node->shape[0] = in->shape[0];
+  node->shape[1] = (ph - s->kernel_size) / s->stride + 1;
+  node->shape[2] = (pw - s->kernel_size) / s->stride + 1;
+  return op_check_output (node, error);
+}
+
+/* ---- MaxPool2d ----
+ * cache[0] (int32 [B, C, OH, OW]) holds where in its input plane each
+ * maximum came from, so the backward is a scatter. */
+
+static gboolean
+maxpool_reshape (NnicNode *node, int64_t batch, GError **error)
+{
+  (void) batch;
+  if (node->inputs[0]->shape[1] * node->inputs[0]->shape[2] > INT32_MAX) {
+    op_error (node, error, NNIC_ERROR_SHAPE, "the input plane is too large");
+    return FALSE;
+  }
+  return nnic_node_cache (node, 0, NNIC_DTYPE_I32, node->out->ndim, node->out->shape, error);
+}
+
+/* The window scan of PyTorch's kernel: the first maximum in row-major
+ * order wins, and a NaN wins over everything (and a later NaN over it).
+ * Padding never wins: it is only -inf, and windows always hold a pixel. */
+static void
+maxpool_plane (const PoolGeom *g, const float *restrict x, float *restrict y,
+               int32_t *restrict idx)
+{
+  for (int64_t oh = 0; oh < g->OH; oh++) {
+    int64_t h0 = oh * g->S - g->P, h1 = MIN (h0 + g->K, g->H);
+    h0 = MAX (h0, 0);
+    for (int64_t ow = 0; ow < g->OW; ow++) {
+      int64_t w0 = ow * g->S - g->P, w1 = MIN (w0 + g->K, g->W);
+      w0 = MAX (w0, 0);
+      float best = -INFINITY;
+      int64_t bi = h0 * g->W + w0;
+      for (int64_t ih = h0; ih < h1; ih++)
+        for (int64_t iw = w0; iw < w1; iw++) {
+          float v = x[ih * g->W + iw];
+          if (v > best || isnan (v)) {
+            best = v;
+            bi = ih * g->W + iw;
+          }
+        }
+      y[oh * g->OW + ow] = best;
+      idx[oh * g->OW + ow] = (int32_t) bi;
+    }
+  }
+}
+
+/* The common 2x2, stride 2, no padding case (LeNet, VGG): four loads and
+ * three compares per output, same tie and NaN rules as above. */
+static void
+maxpool_plane_2x2 (const PoolGeom *g, const float *restrict x, float *restrict y,
+                   int32_t *restrict idx)
+{
+  for (int64_t oh = 0; oh < g->OH; oh++) {
+    const float *r0 = x + 2 * oh * g->W, *r1 = r0 + g->W;
+    const int32_t base = (int32_t) (2 * oh * g->W);
+    for (int64_t ow = 0; ow < g->OW; ow++) {
+      float best = r0[2 * ow];
+      int32_t bi = base + (int32_t) (2 * ow);
+      float v = r0[2 * ow + 1];
+      if (v > best || isnan (v)) {
+        best = v;
+        bi = base + (int32_t) (2 * ow + 1);
+      }
+      v = r1[2 * ow];
+      if (v > best || isnan (v)) {
+        best = v;
+        bi = base + (int32_t) (g->W + 2 * ow);
+      }
+      v = r1[2 * ow + 1];
+      if (v > best || isnan (v)) {
+        best = v;
+        bi = base + (int32_t) (g->W + 2 * ow + 1);
+      }
+      y[oh * g->OW + ow] = best;
+      idx[oh * g->OW + ow] = bi;
+    }
+  }
+}
+
+static void
+maxpool_forward (NnicNode *node, gboolean training)
+{
+  (void) training;
+  const PoolGeom g = pool_geom (node);
+  const float *x = node->inputs[0]->out->f32;
+  float *y = node->out->f32;
+  int32_t *idx = node->cache[0]->i32;
+  const gboolean fast = g.K == 2 && g.S == 2 && g.P == 0;
+  for (int64_t p = 0; p < g.BC; p++) {
+    const float *xp = x + p * g.H * g.W;
+    float *yp = y + p * g.OH * g.OW;
+    int32_t *ip = idx + p * g.OH * g.OW;
+    if (fast)
+      maxpool_plane_2x2 (&g, xp, yp, ip);
+    else
+      maxpool_plane (&g, xp, yp, ip);
+  }
+}
+
+static void
+maxpool_backward (NnicNode *node)
+{
+  if (!node->inputs[0]->gout)
+    return;
+  const PoolGeom g = pool_geom (node);
+  const float *dy = node->gout->f32;
+  const int32_t *idx = node->cache[0]->i32;
+  float *dx = node->inputs[0]->gout->f32;
+  const int64_t n_out = g.OH * g.OW;
+  for (int64_t p = 0; p < g.BC; p++) {
+    float *dp = dx + p * g.H * g.W;
+    for (int64_t j = 0; j < n_out; j++)
+      dp[idx[p * n_out + j]] += dy[p * n_out + j];
+  }
+}
+
+const NnicOp nnic_op_maxpool2d = {
+  .type = "MaxPool2d",
+  .setup = pool_setup,
+  .reshape = maxpool_reshape,
+  .forward = maxpool_forward,
+  .backward = maxpool_backward,
+  .finalize = NULL,
+};
+
+/* ---- AvgPool2d ----
+ * The divisor counts the padding inside the window (count_include_pad),
+ * but not the part of a window hanging past the padded input. */
+
+typedef struct {
+  int64_t h0, h1, w0, w1; /* the window clipped to the input */
+  float inv_count;
+} AvgWindow;
+
+static AvgWindow
+avg_window (const PoolGeom *g, int64_t oh, int64_t ow)
+{
+  int64_t h0 = oh * g->S - g->P, w0 = ow * g->S - g->P;
+  int64_t h1 = MIN (h0 + g->K, g->H + g->P), w1 = MIN (w0 + g->K, g->W + g->P);
+  int64_t count = (h1 - h0) * (w1 - w0);
+  return (AvgWindow) {
+    .h0 = MAX (h0, 0), .h1 = MIN (h1, g->H), .w0 = MAX (w0, 0), .w1 = MIN (w1, g->W),
+    .inv_count = 1.0f / (float) count,
+  };
+}
+
+static void
+avgpool_forward (NnicNode *node, gboolean training)
+{
+  (void) training;
+  const PoolGeom g = pool_geom (node);
+  const float *x = node->inputs[0]->out->f32;
+  float *y = node->out->f32;
+  for (int64_t p = 0; p < g.BC; p++) {
+    const float *xp = x + p * g.H * g.W;
+    float *yp = y + p * g.OH * g.OW;
+    for (int64_t oh = 0; oh < g.OH; oh++)
+      for (int64_t ow = 0; ow < g.OW; ow++) {
+        AvgWindow w = avg_window (&g, oh, ow);
+        float sum = 0.0f;
+        for (int64_t ih = w.h0; ih < w.h1; ih++)
+          for (int64_t iw = w.w0; iw < w.w1; iw++)
+            sum += xp[ih * g.W + iw];
+        yp[oh * g.OW + ow] = sum * w.inv_count;
+      }
+  }
+}
+
+static void
+avgpool_backward (NnicNode *node)
+{
+  if (!node->inputs[0]->gout)
+    return;
+  const PoolGeom g = pool_geom (node);
+  const float *dy = node->gout->f32;
+  float *dx = node->inputs[0]->gout->f32;
+  for (int64_t p = 0; p < g.BC; p++) {
+    float *dp = dx + p * g.H * g.W;
+    const float *gp = dy + p * g.OH * g.OW;
+    for (int64_t oh = 0; oh < g.OH; oh++)
+      for (int64_t ow = 0; ow < g.OW; ow++) {
+        AvgWindow w = avg_window (&g, oh, ow);
+        float d = gp[oh * g.OW + ow] * w.inv_count;
+        for (int64_t ih = w.h0; ih < w.h1; ih++)
+          for (int64_t iw = w.w0; iw < w.w1; iw++)
+            dp[ih * g.W + iw] += d;
+      }
+  }
+}
+
+const NnicOp nnic_op_avgpool2d = {
+  .type = "AvgPool2d",
+  .setup = pool_setup,
+  .reshape = NULL,
+  .forward = avgpool_forward,
+  .backward = avgpool_backward,
+  .finalize = NULL,
+};
+
+/* ---- AdaptiveAvgPool2d ----
+ * Output pixel i of n covers input rows [floor(i*H/n), ceil((i+1)*H/n)):
+ * PyTorch's bins, which may overlap when H is not a multiple of n. */
+
+static gboolean
+adaptive_setup (NnicNode *node, GError **error)
+{
+  const int out_h = node->spec.adaptive.out_h, out_w = node->spec.adaptive.out_w;
+  if (!op_expect_image (node, 0, error))
+    return FALSE;
+  if (out_h <= 0 || out_w <= 0) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT, "the output size must be positive, got %dx%d",
+              out_h, out_w);
+    return FALSE;
+  }
+  const NnicNode *in = node->inputs[0];
+  node->shape_ndim = 3;
+  node->shape[0] = in->shape[0];
+  node->shape[1] = out_h;
+  node->shape[2] = out_w;
+  return op_check_output (node, error);
+}
+
+static inline int64_t
+bin_start (int64_t i, int64_t in, int64_t out)
+{
+  return i * in / out;
+}
+
+static inline int64_t
+bin_end (int64_t i, int64_t in, int64_t out)
+{
+  return ((i + 1) * in + out - 1) / out;
+}
+
+static void
+adaptive_forward (NnicNode *node, gboolean training)
+{
+  (void) training;
+  const NnicNode *in = node->inputs[0];
+  const int64_t BC = node->batch * in->shape[0], H = in->shape[1], W = in->shape[2];
+  const int64_t OH = node->shape[1], OW = node->shape[2];
+  const float *x = in->out->f32;
+  float *y = node->out->f32;
+  for (int64_t p = 0; p < BC; p++) {
+    const float *xp = x + p * H * W;
+    for (int64_t oh = 0; oh < OH; oh++) {
+      int64_t h0 = bin_start (oh, H, OH), h1 = bin_end (oh, H, OH);
+      for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t w0 = bin_start (ow, W, OW), w1 = bin_end (ow, W, OW);
+        float sum = 0.0f;
+        for (int64_t ih = h0; ih < h1; ih++)
+          sum += op_sum (xp + ih * W + w0, w1 - w0);
+        y[(p * OH + oh) * OW + ow] = sum / (float) ((h1 - h0) * (w1 - w0));
+      }
+    }
+  }
+}
+
+static void
+adaptive_backward (NnicNode *node)
+{
+  const NnicNode *in = node->inputs[0];
+  if (!in->gout)
+    return;
+  const int64_t BC = node->batch * in->shape[0], H = in->shape[1], W = in->shape[2];
+  const int64_t OH = node->shape[1], OW = node->shape[2];
+  const float *dy = node->gout->f32;
+  float *dx = in->gout->f32;
+  for (int64_t p = 0; p < BC; p++) {
+    float *dp = dx + p * H * W;
+    for (int64_t oh = 0; oh < OH; oh++) {
+      int64_t h0 = bin_start (oh, H, OH), h1 = bin_end (oh, H, OH);
+      for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t w0 = bin_start (ow, W, OW), w1 = bin_end (ow, W, OW);
+        float d = dy[(p * OH + oh) * OW + ow] / (float) ((h1 - h0) * (w1 - w0));
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++)
+            dp[ih * W + iw] += d;
+      }
+    }
+  }
+}
+
+const NnicOp nnic_op_adaptive_avgpool2d = {
+  .type = "AdaptiveAvgPool2d",
+  .setup = adaptive_setup,
+  .reshape = NULL,
+  .forward = adaptive_forward,
+  .backward = adaptive_backward,
+  .finalize = NULL,
+};
