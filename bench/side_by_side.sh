@@ -11,7 +11,7 @@ export OPENBLAS_NUM_THREADS=2 THREADS=2
 bash tools/build.sh >/dev/null
 out=$(mktemp)
 for r in $(seq "$rounds"); do
-  build/bench/bench_train --reps 30 2>/dev/null | sed 's/^/nnic /' >>"$out"
+  "${NNIC_BUILD:-build}"/bench/bench_train --reps 30 2>/dev/null | sed 's/^/nnic /' >>"$out"
   /usr/bin/python3 "$baseline" sgemm train 2>/dev/null | sed 's/^/torch /' >>"$out"
 done
 /usr/bin/python3 - "$out" <<'PY'
