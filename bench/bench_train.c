@@ -133,40 +133,46 @@ bench_train (int64_t batch, int reps)
   res.images_per_s = (double) batch / median (t, reps);
   res.images_per_s_best = (double) batch / t[0];
 
-  /* Per-layer time of the conv and linear layers over the same steps. */
+  /* The conv and linear layers' own time, step by step: their FLOPs over
+   * that time, median over the steps. */
   nnic_model_set_profiling (m, TRUE);
-  double total = 0;
-  double t0 = now_s ();
+  double flops = 0;
+  for (guint i = 0; i < nnic_model_n_nodes (m); i++)
+    flops += node_flops (m, i, batch);
+  double *rate = g_new (double, reps), *share = g_new (double, reps);
   for (int i = 0; i < reps; i++) {
+    nnic_model_reset_profile (m);
+    double t0 = now_s ();
     const NnicTensor *logits = nnic_model_forward (m, x, &err);
     nnic_cross_entropy (logits, y, g, NULL, &err);
     nnic_model_zero_grad (m);
     nnic_model_backward (m, g, &err);
     nnic_optimizer_step (opt);
+    double step = now_s () - t0, secs = 0;
+    for (guint k = 0; k < nnic_model_n_nodes (m); k++) {
+      double fw, bw;
+      if (node_flops (m, k, batch) == 0)
+        continue;
+      nnic_model_node_time (m, k, &fw, &bw);
+      secs += fw + bw;
+    }
+    rate[i] = flops / secs / 1e9;
+    share[i] = secs / step;
   }
-  total = now_s () - t0;
-  double flops = 0, secs = 0;
-  for (guint i = 0; i < nnic_model_n_nodes (m); i++) {
-    double f = node_flops (m, i, batch);
-    if (f == 0)
-      continue;
-    double fw, bw;
-    nnic_model_node_time (m, i, &fw, &bw);
-    flops += f * reps;
-    secs += fw + bw;
-  }
-  res.layer_gflops = flops / secs / 1e9;
+  res.layer_gflops = median (rate, reps);
+  res.layer_share = median (share, reps);
+  g_free (rate);
+  g_free (share);
   if (g_getenv ("NNIC_BENCH_LAYERS")) {
+    /* The last step, layer by layer. */
     for (guint i = 1; i < nnic_model_n_nodes (m); i++) {
-      double fw, bw, f = node_flops (m, i, batch) * reps;
+      double fw, bw, f = node_flops (m, i, batch);
       nnic_model_node_time (m, i, &fw, &bw);
       fprintf (stderr, "  batch %3" G_GINT64_FORMAT " %-8s %-10s fwd %7.3f ms  bwd %7.3f ms  %6.1f GFLOP/s\n", batch,
-               nnic_model_node_name (m, i), nnic_model_node_type (m, i), 1e3 * fw / reps,
-               1e3 * bw / reps, f > 0 ? f / (fw + bw) / 1e9 : 0.0);
+               nnic_model_node_name (m, i), nnic_model_node_type (m, i), 1e3 * fw,
+               1e3 * bw, f > 0 ? f / (fw + bw) / 1e9 : 0.0);
     }
-    fprintf (stderr, "  step total %.3f ms\n", 1e3 * total / reps);
   }
-  res.layer_share = secs / total;
   g_free (t);
   nnic_tensor_free (x);
   nnic_tensor_free (y);

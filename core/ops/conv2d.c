@@ -10,8 +10,13 @@
  * then has to fetch back from memory, which costs more than the GEMM saves.
  * For the same reason the backward unrolls each chunk again instead of
  * keeping the forward's columns: redoing it in cache is cheaper than
- * storing and reloading them (and it saves the memory). */
+ * storing and reloading them (and it saves the memory).
+ *
+ * The chunks run in parallel, one per thread, each with a single-threaded
+ * GEMM (core/parallel.h); every thread has its own columns and, in the
+ * backward, its own weight-gradient accumulator, summed at the end. */
 #include "core/ops/kernels.h"
+#include "core/parallel.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -121,17 +126,24 @@ conv2d_setup (NnicNode *node, GError **error)
 }
 
 /* Samples per chunk: about CHUNK_BYTES of columns, but at least
- * MIN_COLUMNS columns so that the GEMMs stay wide enough to run well. */
+ * MIN_COLUMNS columns so that the GEMMs stay wide enough to run well, and
+ * a multiple of the thread count in chunks so that no thread idles. */
 #define CHUNK_BYTES ((int64_t) 2 << 20)
 #define MIN_COLUMNS 512
 
 static int64_t
-conv_chunk (const ConvGeom *g)
+conv_chunk (const ConvGeom *g, int threads)
 {
   int64_t OHW = g->OH * g->OW;
   int64_t per_sample = g->C * g->KH * g->KW * OHW * (int64_t) sizeof (float);
   int64_t bc = MAX (CHUNK_BYTES / per_sample, (MIN_COLUMNS + OHW - 1) / OHW);
-  return CLAMP (bc, 1, g->B);
+  bc = CLAMP (bc, 1, g->B);
+  int64_t chunks = (g->B + bc - 1) / bc;
+  if (chunks < g->B) {
+    chunks = (chunks + threads - 1) / threads * threads;
+    bc = (g->B + chunks - 1) / chunks;
+  }
+  return bc;
 }
 
 /* The geometry of a chunk of n samples (the caller offsets the pointers). */
@@ -144,12 +156,16 @@ chunk_geom (const ConvGeom *g, int64_t n)
   return c;
 }
 
-/* Scratch: one chunk's columns (reused for their gradient in backward)
- * and its output in GEMM layout. */
+/* Scratch per thread: one chunk's columns (reused for their gradient in
+ * backward), its output in GEMM layout, and private weight and bias
+ * gradients. */
 static size_t
-conv_scratch_floats (const ConvGeom *g)
+conv_thread_floats (const ConvGeom *g, int threads)
 {
-  return (size_t) ((g->C * g->KH * g->KW + g->OC) * conv_chunk (g) * g->OH * g->OW);
+  int64_t cols = (g->C * g->KH * g->KW + g->OC) * conv_chunk (g, threads) * g->OH * g->OW;
+  int64_t grads = g->OC * g->K + g->OC;
+  /* Keep each thread's part on its own cache lines. */
+  return (size_t) ((cols + grads + 15) / 16 * 16);
 }
 
 static gboolean
@@ -157,10 +173,12 @@ conv2d_reshape (NnicNode *node, int64_t batch, GError **error)
 {
   (void) batch;
   ConvGeom g = conv_geom (node);
-  if (!op_check_blas_dim (node, conv_chunk (&g) * g.OH * g.OW, error) ||
+  int threads = nnic_threads ();
+  if (!op_check_blas_dim (node, conv_chunk (&g, threads) * g.OH * g.OW, error) ||
       !op_check_blas_dim (node, g.C * g.KH * g.KW, error))
     return FALSE;
-  return nnic_model_scratch (node->model, conv_scratch_floats (&g), error) != NULL;
+  return nnic_model_scratch (node->model, conv_thread_floats (&g, threads) * (size_t) threads,
+                             error) != NULL;
 }
 
 /* Output positions o in [0, n) whose input coordinate o*S + off lies inside
@@ -291,55 +309,79 @@ gemm_forward (const ConvGeom *c, const float *w, const float *cols, float *out)
                  0.0f, out + gi * c->OCg * c->N, (int) c->N);
 }
 
+/* Forward of samples [b0, b0 + c->B) with this thread's scratch. */
+static void
+forward_chunk (NnicNode *node, const ConvGeom *c, int64_t b0, float *scratch)
+{
+  const int64_t OHW = c->OH * c->OW;
+  const float *x = node->inputs[0]->out->f32 + b0 * c->C * c->H * c->W;
+  const float *w = node->pval[0]->f32;
+  const float *bias = node->n_params > 1 ? node->pval[1]->f32 : NULL;
+  float *cols = scratch, *tmp = scratch + c->C * c->KH * c->KW * c->N;
+  float *y = node->out->f32 + b0 * c->OC * OHW;
+  im2col (c, x, cols);
+  if (c->B == 1) {
+    /* One sample's [OC, OH*OW] already is NCHW: no transposition. */
+    gemm_forward (c, w, cols, y);
+    for (int64_t oc = 0; bias && oc < c->OC; oc++)
+      for (int64_t j = 0; j < OHW; j++)
+        y[oc * OHW + j] += bias[oc];
+  } else {
+    gemm_forward (c, w, cols, tmp);
+    scatter_nchw (c, tmp, bias, y);
+  }
+}
+
 static void
 conv2d_forward (NnicNode *node, gboolean training)
 {
   (void) training;
   const ConvGeom g = conv_geom (node);
-  const int64_t bc = conv_chunk (&g), OHW = g.OH * g.OW;
-  const float *x = node->inputs[0]->out->f32;
-  const float *w = node->pval[0]->f32;
-  const float *bias = node->n_params > 1 ? node->pval[1]->f32 : NULL;
-  float *cols = nnic_model_scratch (node->model, conv_scratch_floats (&g), NULL);
-  float *tmp = cols + g.C * g.KH * g.KW * bc * OHW;
+  const int threads = nnic_threads ();
+  const int64_t bc = conv_chunk (&g, threads), chunks = (g.B + bc - 1) / bc;
+  const size_t per_thread = conv_thread_floats (&g, threads);
+  float *scratch = nnic_model_scratch (node->model, per_thread * (size_t) threads, NULL);
 
-  for (int64_t b0 = 0; b0 < g.B; b0 += bc) {
-    const ConvGeom c = chunk_geom (&g, MIN (bc, g.B - b0));
-    float *y = node->out->f32 + b0 * g.OC * OHW;
-    im2col (&c, x + b0 * g.C * g.H * g.W, cols);
-    if (c.B == 1) {
-      /* One sample's [OC, OH*OW] already is NCHW: no transposition. */
-      gemm_forward (&c, w, cols, y);
-      for (int64_t oc = 0; bias && oc < g.OC; oc++)
-        for (int64_t j = 0; j < OHW; j++)
-          y[oc * OHW + j] += bias[oc];
-    } else {
-      gemm_forward (&c, w, cols, tmp);
-      scatter_nchw (&c, tmp, bias, y);
-    }
+  if (chunks == 1) {
+    /* A single chunk: BLAS's own threads are the only parallelism left. */
+    forward_chunk (node, &g, 0, scratch);
+    return;
   }
+  int blas = nnic_blas_single_begin ();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int64_t ci = 0; ci < chunks; ci++) {
+    const ConvGeom c = chunk_geom (&g, MIN (bc, g.B - ci * bc));
+    forward_chunk (node, &c, ci * bc, scratch + per_thread * (size_t) nnic_thread_index ());
+  }
+  nnic_blas_single_end (blas);
 }
 
-/* One chunk of the backward; dout [OC, N] is dL/dout in GEMM layout. */
+/* Backward of samples [b0, b0 + c->B): weight and bias gradients are
+ * accumulated into dw/db (this thread's), dL/dx into the input's gout. */
 static void
-backward_chunk (NnicNode *node, const ConvGeom *c, const float *x, const float *dout, float *cols,
-                float *dx)
+backward_chunk (NnicNode *node, const ConvGeom *c, int64_t b0, float *scratch, float *dw,
+                float *db)
 {
+  const int64_t OHW = c->OH * c->OW, in_sample = c->C * c->H * c->W;
   const float *w = node->pval[0]->f32;
-  if (node->n_params > 1 && node->pgrad[1]) {
-    float *db = node->pgrad[1]->f32;
+  const float *x = node->inputs[0]->out->f32 + b0 * in_sample;
+  float *dx = node->inputs[0]->gout ? node->inputs[0]->gout->f32 + b0 * in_sample : NULL;
+  float *cols = scratch, *tmp = scratch + c->C * c->KH * c->KW * c->N;
+  const float *dout = node->gout->f32 + b0 * c->OC * OHW;
+  if (c->B > 1) {
+    gather_nchw (c, dout, tmp);
+    dout = tmp;
+  }
+  if (db)
     for (int64_t oc = 0; oc < c->OC; oc++)
       db[oc] += op_sum (dout + oc * c->N, c->N);
-  }
   im2col (c, x, cols);
   /* dW_g [OCg, K] += dout_g [OCg, N] x cols_g^T [N, K] */
-  if (node->pgrad[0]) {
-    float *dw = node->pgrad[0]->f32;
+  if (dw)
     for (int64_t gi = 0; gi < c->G; gi++)
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) c->OCg, (int) c->K, (int) c->N,
                    1.0f, dout + gi * c->OCg * c->N, (int) c->N, cols + gi * c->K * c->N,
                    (int) c->N, 1.0f, dw + gi * c->OCg * c->K, (int) c->K);
-  }
   if (!dx)
     return; /* the first layer: nobody needs dL/dinput */
   /* dcols_g [K, N] = W_g^T [K, OCg] x dout_g [OCg, N], over the columns
@@ -355,20 +397,46 @@ static void
 conv2d_backward (NnicNode *node)
 {
   const ConvGeom g = conv_geom (node);
-  const int64_t bc = conv_chunk (&g), OHW = g.OH * g.OW, in_sample = g.C * g.H * g.W;
-  const float *x = node->inputs[0]->out->f32;
-  float *dx = node->inputs[0]->gout ? node->inputs[0]->gout->f32 : NULL;
-  float *cols = nnic_model_scratch (node->model, conv_scratch_floats (&g), NULL);
-  float *tmp = cols + g.C * g.KH * g.KW * bc * OHW;
+  const int threads = nnic_threads ();
+  const int64_t bc = conv_chunk (&g, threads), chunks = (g.B + bc - 1) / bc;
+  const int64_t cols_floats = (g.C * g.KH * g.KW + g.OC) * bc * g.OH * g.OW;
+  const size_t per_thread = conv_thread_floats (&g, threads);
+  float *scratch = nnic_model_scratch (node->model, per_thread * (size_t) threads, NULL);
+  float *dw = node->pgrad[0] ? node->pgrad[0]->f32 : NULL;
+  float *db = node->n_params > 1 && node->pgrad[1] ? node->pgrad[1]->f32 : NULL;
+  const int64_t nw = g.OC * g.K;
 
-  for (int64_t b0 = 0; b0 < g.B; b0 += bc) {
-    const ConvGeom c = chunk_geom (&g, MIN (bc, g.B - b0));
-    const float *dy = node->gout->f32 + b0 * g.OC * OHW;
-    if (c.B > 1) {
-      gather_nchw (&c, dy, tmp);
-      dy = tmp;
+  if (chunks == 1) {
+    backward_chunk (node, &g, 0, scratch, dw, db);
+    return;
+  }
+  int used = (int) MIN ((int64_t) threads, chunks);
+  int blas = nnic_blas_single_begin ();
+#pragma omp parallel num_threads(used)
+  {
+    /* Thread 0 adds into the real gradients; the others into private
+     * ones, summed below, so that no two threads write the same floats. */
+    const int t = nnic_thread_index ();
+    float *mine = scratch + per_thread * (size_t) t;
+    float *my_dw = dw, *my_db = db;
+    if (t > 0) {
+      my_dw = dw ? mine + cols_floats : NULL;
+      my_db = db ? mine + cols_floats + nw : NULL;
+      memset (mine + cols_floats, 0, sizeof (float) * (size_t) (nw + g.OC));
     }
-    backward_chunk (node, &c, x + b0 * in_sample, dy, cols, dx ? dx + b0 * in_sample : NULL);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ci = 0; ci < chunks; ci++) {
+      const ConvGeom c = chunk_geom (&g, MIN (bc, g.B - ci * bc));
+      backward_chunk (node, &c, ci * bc, mine, my_dw, my_db);
+    }
+  }
+  nnic_blas_single_end (blas);
+  for (int t = 1; t < used; t++) {
+    const float *mine = scratch + per_thread * (size_t) t + cols_floats;
+    if (dw)
+      op_acc (dw, mine, nw);
+    if (db)
+      op_acc (db, mine + nw, g.OC);
   }
 }
 
