@@ -2,6 +2,7 @@
  * and backward in topological order, hooks, parameter substitution. */
 #include "core/graph.h"
 #include "core/suggest.h"
+#include "core/parallel.h"
 
 #include <nnic/data.h>
 #include <string.h>
@@ -646,6 +647,8 @@ nnic_model_forward (NnicModel *m, const NnicTensor *input, GError **error)
   if (!reshape (m, input->shape[0], error))
     return NULL;
   memcpy (in->out->data, input->data, nnic_tensor_nbytes (input));
+  /* The layers run BLAS in their own threads (core/parallel.h). */
+  int blas = nnic_blas_single_begin ();
   if (in->n_hooks)
     run_hooks (m, in);
   for (guint i = 1; i <= m->output; i++) {
@@ -657,6 +660,7 @@ nnic_model_forward (NnicModel *m, const NnicTensor *input, GError **error)
     if (n->n_hooks)
       run_hooks (m, n);
   }
+  nnic_blas_single_end (blas);
   return node_at (m, m->output)->out;
 }
 
@@ -716,6 +720,7 @@ nnic_model_backward (NnicModel *m, const NnicTensor *grad_output, GError **error
       nnic_tensor_zero (n->gout);
   }
   memcpy (out->gout->data, grad_output->data, nnic_tensor_nbytes (grad_output));
+  int blas = nnic_blas_single_begin ();
   for (guint i = m->output; i >= 1; i--) {
     NnicNode *n = node_at (m, i);
     if (!n->requires_grad)
@@ -726,6 +731,7 @@ nnic_model_backward (NnicModel *m, const NnicTensor *grad_output, GError **error
     if (m->profiling)
       g_array_index (m->prof_bwd, double, i) += now_s () - t0;
   }
+  nnic_blas_single_end (blas);
   return TRUE;
 }
 

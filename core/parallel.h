@@ -16,7 +16,9 @@ int nnic_threads (void);
 int nnic_thread_index (void);
 
 /* Between begin and end, BLAS calls run in the calling thread only; end
- * restores BLAS's own thread count. */
+ * restores BLAS's own thread count. The executor brackets forward and
+ * backward with them: BLAS's threads spinning beside ours would only
+ * take turns with them on the same cores. */
 int nnic_blas_single_begin (void);
 void nnic_blas_single_end (int saved);
 

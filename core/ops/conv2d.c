@@ -343,17 +343,14 @@ conv2d_forward (NnicNode *node, gboolean training)
   float *scratch = nnic_model_scratch (node->model, per_thread * (size_t) threads, NULL);
 
   if (chunks == 1) {
-    /* A single chunk: BLAS's own threads are the only parallelism left. */
     forward_chunk (node, &g, 0, scratch);
     return;
   }
-  int blas = nnic_blas_single_begin ();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (int64_t ci = 0; ci < chunks; ci++) {
     const ConvGeom c = chunk_geom (&g, MIN (bc, g.B - ci * bc));
     forward_chunk (node, &c, ci * bc, scratch + per_thread * (size_t) nnic_thread_index ());
   }
-  nnic_blas_single_end (blas);
 }
 
 /* Backward of samples [b0, b0 + c->B): weight and bias gradients are
@@ -411,7 +408,6 @@ conv2d_backward (NnicNode *node)
     return;
   }
   int used = (int) MIN ((int64_t) threads, chunks);
-  int blas = nnic_blas_single_begin ();
 #pragma omp parallel num_threads(used)
   {
     /* Thread 0 adds into the real gradients; the others into private
@@ -430,7 +426,6 @@ conv2d_backward (NnicNode *node)
       backward_chunk (node, &c, ci * bc, mine, my_dw, my_db);
     }
   }
-  nnic_blas_single_end (blas);
   for (int t = 1; t < used; t++) {
     const float *mine = scratch + per_thread * (size_t) t + cols_floats;
     if (dw)

@@ -92,14 +92,12 @@ linear_forward (NnicNode *node, gboolean training)
     forward_slice (node, 0, (int) OUT);
     return;
   }
-  int blas = nnic_blas_single_begin ();
 #pragma omp parallel num_threads(threads)
   {
     int64_t lo, hi;
     nnic_split_range (OUT / 16, threads, nnic_thread_index (), &lo, &hi);
     forward_slice (node, (int) (lo * 16), hi == OUT / 16 ? (int) OUT : (int) (hi * 16));
   }
-  nnic_blas_single_end (blas);
 }
 
 /* Output features [o0, o1): dW rows and db entries. */
@@ -145,7 +143,6 @@ linear_backward (NnicNode *node)
       input_grad_slice (node, 0, (int) IN);
     return;
   }
-  int blas = nnic_blas_single_begin ();
 #pragma omp parallel num_threads(threads)
   {
     const int t = nnic_thread_index ();
@@ -157,7 +154,6 @@ linear_backward (NnicNode *node)
       input_grad_slice (node, (int) (lo * 16), hi == IN / 16 ? (int) IN : (int) (hi * 16));
     }
   }
-  nnic_blas_single_end (blas);
 }
 
 const NnicOp nnic_op_linear = {
