@@ -717,7 +717,7 @@ nnic_model_backward (NnicModel *m, const NnicTensor *grad_output, GError **error
   for (guint i = 0; i <= m->output; i++) {
     NnicNode *n = node_at (m, i);
     if (n->gout && i != m->output)
-      nnic_tensor_zero (n->gout);
+      nnic_parallel_zero (n->gout->f32, n->gout->numel);
   }
   memcpy (out->gout->data, grad_output->data, nnic_tensor_nbytes (grad_output));
   int blas = nnic_blas_single_begin ();

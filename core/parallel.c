@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <string.h>
 
 int
 nnic_threads (void)
@@ -29,4 +30,14 @@ nnic_blas_single_end (int saved)
 {
   if (saved != 1)
     openblas_set_num_threads (saved);
+}
+
+void
+nnic_parallel_zero (float *x, int64_t n)
+{
+  const int64_t block = 1 << 16;
+  const int64_t blocks = (n + block - 1) / block;
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; b++)
+    memset (x + b * block, 0, sizeof (float) * (size_t) MIN (block, n - b * block));
 }

@@ -22,6 +22,9 @@ int nnic_thread_index (void);
 int nnic_blas_single_begin (void);
 void nnic_blas_single_end (int saved);
 
+/* Sets n floats to zero, on all threads when n is large. */
+void nnic_parallel_zero (float *x, int64_t n);
+
 /* Part t of n items split into `parts` nearly equal ranges: [*lo, *hi). */
 static inline void
 nnic_split_range (int64_t n, int parts, int t, int64_t *lo, int64_t *hi)

@@ -21,6 +21,7 @@ relu_forward (NnicNode *node, gboolean training)
   const float *restrict x = node->inputs[0]->out->f32;
   float *restrict y = node->out->f32;
   const int64_t n = node->out->numel;
+#pragma omp parallel for schedule(static) if (n > OP_PARALLEL_MIN)
   for (int64_t i = 0; i < n; i++)
     y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
@@ -37,6 +38,7 @@ relu_backward (NnicNode *node)
   const float *restrict dy = node->gout->f32;
   float *restrict dx = node->inputs[0]->gout->f32;
   const int64_t n = node->out->numel;
+#pragma omp parallel for schedule(static) if (n > OP_PARALLEL_MIN)
   for (int64_t i = 0; i < n; i++) {
     float g = dy[i]; /* loaded unconditionally, so the select vectorises */
     dx[i] += x[i] > 0.0f ? g : 0.0f;
@@ -50,6 +52,7 @@ relu6_forward (NnicNode *node, gboolean training)
   const float *restrict x = node->inputs[0]->out->f32;
   float *restrict y = node->out->f32;
   const int64_t n = node->out->numel;
+#pragma omp parallel for schedule(static) if (n > OP_PARALLEL_MIN)
   for (int64_t i = 0; i < n; i++) {
     float v = x[i] < 0.0f ? 0.0f : x[i];
     y[i] = v > 6.0f ? 6.0f : v;
@@ -66,6 +69,7 @@ relu6_backward (NnicNode *node)
   const float *restrict dy = node->gout->f32;
   float *restrict dx = node->inputs[0]->gout->f32;
   const int64_t n = node->out->numel;
+#pragma omp parallel for schedule(static) if (n > OP_PARALLEL_MIN)
   for (int64_t i = 0; i < n; i++) {
     float g = dy[i];
     dx[i] += (x[i] > 0.0f) & (x[i] < 6.0f) ? g : 0.0f;

@@ -346,7 +346,7 @@ conv2d_forward (NnicNode *node, gboolean training)
     forward_chunk (node, &g, 0, scratch);
     return;
   }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t ci = 0; ci < chunks; ci++) {
     const ConvGeom c = chunk_geom (&g, MIN (bc, g.B - ci * bc));
     forward_chunk (node, &c, ci * bc, scratch + per_thread * (size_t) nnic_thread_index ());
@@ -410,23 +410,21 @@ conv2d_backward (NnicNode *node)
   int used = (int) MIN ((int64_t) threads, chunks);
 #pragma omp parallel num_threads(used)
   {
-    /* Thread 0 adds into the real gradients; the others into private
-     * ones, summed below, so that no two threads write the same floats. */
+    /* Each thread sums its chunks' weight and bias gradients privately;
+     * the sums are added in thread order below. With a static schedule
+     * the chunks each thread gets are fixed too, so the result does not
+     * depend on timing: the same seed gives the same weights. */
     const int t = nnic_thread_index ();
     float *mine = scratch + per_thread * (size_t) t;
-    float *my_dw = dw, *my_db = db;
-    if (t > 0) {
-      my_dw = dw ? mine + cols_floats : NULL;
-      my_db = db ? mine + cols_floats + nw : NULL;
-      memset (mine + cols_floats, 0, sizeof (float) * (size_t) (nw + g.OC));
-    }
-#pragma omp for schedule(dynamic, 1)
+    memset (mine + cols_floats, 0, sizeof (float) * (size_t) (nw + g.OC));
+#pragma omp for schedule(static)
     for (int64_t ci = 0; ci < chunks; ci++) {
       const ConvGeom c = chunk_geom (&g, MIN (bc, g.B - ci * bc));
-      backward_chunk (node, &c, ci * bc, mine, my_dw, my_db);
+      backward_chunk (node, &c, ci * bc, mine, dw ? mine + cols_floats : NULL,
+                      db ? mine + cols_floats + nw : NULL);
     }
   }
-  for (int t = 1; t < used; t++) {
+  for (int t = 0; t < used; t++) {
     const float *mine = scratch + per_thread * (size_t) t + cols_floats;
     if (dw)
       op_acc (dw, mine, nw);

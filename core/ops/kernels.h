@@ -73,6 +73,10 @@ op_check_blas_dim (NnicNode *node, int64_t n, GError **error)
 #define OP_INLINE_COPIES
 #endif
 
+/* Elementwise loops shorter than this stay on one thread: below it,
+ * waking the other threads costs more than they save. */
+#define OP_PARALLEL_MIN ((int64_t) 1 << 15)
+
 /* Per-sample element count of a node's output. */
 static inline int64_t
 op_sample_numel (const NnicNode *n)

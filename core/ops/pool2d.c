@@ -148,6 +148,7 @@ maxpool_forward (NnicNode *node, gboolean training)
   float *y = node->out->f32;
   int32_t *idx = node->cache[0]->i32;
   const gboolean fast = g.K == 2 && g.S == 2 && g.P == 0;
+#pragma omp parallel for schedule(static) if (g.BC * g.H * g.W > OP_PARALLEL_MIN)
   for (int64_t p = 0; p < g.BC; p++) {
     const float *xp = x + p * g.H * g.W;
     float *yp = y + p * g.OH * g.OW;
@@ -169,6 +170,7 @@ maxpool_backward (NnicNode *node)
   const int32_t *idx = node->cache[0]->i32;
   float *dx = node->inputs[0]->gout->f32;
   const int64_t n_out = g.OH * g.OW;
+#pragma omp parallel for schedule(static) if (g.BC * g.H * g.W > OP_PARALLEL_MIN)
   for (int64_t p = 0; p < g.BC; p++) {
     float *dp = dx + p * g.H * g.W;
     for (int64_t j = 0; j < n_out; j++)
