@@ -9,6 +9,7 @@
  * possibly hold that much), then the payload into a buffer of exactly the
  * announced size. A header's claim is never allocated before it is checked.
  */
+#include "core/io/file_util.h"
 #include <nnic/data.h>
 #include <nnic/error.h>
 
@@ -33,16 +34,6 @@ idx_array_clear (IdxArray *a)
 {
   g_free (a->data);
   a->data = NULL;
-}
-
-static void G_GNUC_PRINTF (3, 4)
-format_error (GError **error, const char *path, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT, "%s: %s", path, msg);
 }
 
 /* ---- a byte source: the mapped file itself, or a gzip stream over it ---- */
@@ -116,7 +107,7 @@ inflate_into (Source *s, guint8 *out, size_t len, size_t *got, GError **error)
     } else if (rc == Z_BUF_ERROR && s->z.avail_in == 0) {
       break; /* truncated: the caller reports the short read */
     } else if (rc != Z_OK) {
-      format_error (error, s->path, "corrupt gzip data (%s)", s->z.msg ? s->z.msg : "zlib error");
+      nnic_format_error (error, s->path, "corrupt gzip data (%s)", s->z.msg ? s->z.msg : "zlib error");
       return FALSE;
     }
   }
@@ -138,7 +129,7 @@ source_read (Source *s, guint8 *out, size_t len, const char *what, GError **erro
     s->pos += got;
   }
   if (got < len) {
-    format_error (error, s->path, "truncated %s (%zu of %zu bytes)", what, got, len);
+    nnic_format_error (error, s->path, "truncated %s (%zu of %zu bytes)", what, got, len);
     return FALSE;
   }
   return TRUE;
@@ -155,14 +146,14 @@ source_check_end (Source *s, GError **error)
       return FALSE;
     /* The trailer holds the CRC: a stream cut there is not verified. */
     if (got == 0 && !s->z_end) {
-      format_error (error, s->path, "truncated gzip stream (no end marker and checksum)");
+      nnic_format_error (error, s->path, "truncated gzip stream (no end marker and checksum)");
       return FALSE;
     }
   } else {
     got = s->in_len - s->pos;
   }
   if (got > 0) {
-    format_error (error, s->path, "more data than the header announces");
+    nnic_format_error (error, s->path, "more data than the header announces");
     return FALSE;
   }
   return TRUE;
@@ -178,7 +169,7 @@ read_header (Source *s, guint32 magic, IdxArray *a, int64_t *total, GError **err
     return FALSE;
   guint32 got = (guint32) head[0] << 24 | (guint32) head[1] << 16 | (guint32) head[2] << 8 | head[3];
   if (got != magic) {
-    format_error (error, s->path, "bad magic number 0x%08x (expected 0x%08x: %s)", got, magic,
+    nnic_format_error (error, s->path, "bad magic number 0x%08x (expected 0x%08x: %s)", got, magic,
                   magic == 0x803 ? "uint8 images N×H×W" : "uint8 labels N");
     return FALSE;
   }
@@ -190,13 +181,13 @@ read_header (Source *s, guint32 magic, IdxArray *a, int64_t *total, GError **err
     const guint8 *p = head + 4 + 4 * i;
     a->dims[i] = (int64_t) ((guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3]);
     if (a->dims[i] > IDX_MAX_DIM) {
-      format_error (error, s->path, "dimension %d is %" G_GINT64_FORMAT ", above the limit of %"
+      nnic_format_error (error, s->path, "dimension %d is %" G_GINT64_FORMAT ", above the limit of %"
                     G_GINT64_FORMAT, i, a->dims[i], IDX_MAX_DIM);
       return FALSE;
     }
     *total *= a->dims[i]; /* at most 2^31 * 2^24: no overflow */
     if (*total > IDX_MAX_BYTES) {
-      format_error (error, s->path, "the data would be over %" G_GINT64_FORMAT " bytes",
+      nnic_format_error (error, s->path, "the data would be over %" G_GINT64_FORMAT " bytes",
                     IDX_MAX_BYTES);
       return FALSE;
     }
@@ -211,7 +202,7 @@ check_plausible (Source *s, int64_t total, GError **error)
   uint64_t left = source_remaining_input (s);
   uint64_t most = s->gzip ? left * DEFLATE_MAX_RATIO + 64 : left;
   if ((uint64_t) total > most) {
-    format_error (error, s->path,
+    nnic_format_error (error, s->path,
                   "truncated: the header announces %" G_GINT64_FORMAT " bytes of data, the file "
                   "has %s%" G_GUINT64_FORMAT " bytes left",
                   total, s->gzip ? "only " : "", left);
@@ -223,13 +214,9 @@ check_plausible (Source *s, int64_t total, GError **error)
 static gboolean
 read_idx (const char *path, guint32 magic, IdxArray *a, GError **error)
 {
-  GError *local = NULL;
-  g_autoptr (GMappedFile) mf = g_mapped_file_new (path, FALSE, &local);
-  if (!mf) {
-    g_set_error (error, NNIC_ERROR, NNIC_ERROR_IO, "%s", local->message);
-    g_error_free (local);
+  g_autoptr (GMappedFile) mf = nnic_file_map (path, error);
+  if (!mf)
     return FALSE;
-  }
   Source s;
   if (!source_init (&s, path, (const guint8 *) g_mapped_file_get_contents (mf),
                     g_mapped_file_get_length (mf), error))

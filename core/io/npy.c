@@ -10,6 +10,7 @@
  * True/False, tuples of integers) and a general Python parser would only
  * widen what a malformed file can do to us.
  */
+#include "core/io/file_util.h"
 #include <nnic/io.h>
 #include <nnic/error.h>
 
@@ -256,23 +257,13 @@ parse_dict (Cursor *c, NpyHeader *h)
 
 /* ---- reading ---- */
 
-static void G_GNUC_PRINTF (3, 4)
-format_error (GError **error, const char *path, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT, "%s: %s", path, msg);
-}
-
 /* Locates the header dict; returns the data offset or 0 on error. */
 static size_t
 read_preamble (const char *path, const guint8 *b, size_t len, const char **header,
                size_t *header_len, GError **error)
 {
   if (len < 10 || memcmp (b, npy_magic, 6) != 0) {
-    format_error (error, path, "not a .npy file (bad magic)");
+    nnic_format_error (error, path, "not a .npy file (bad magic)");
     return 0;
   }
   guint major = b[6];
@@ -282,17 +273,17 @@ read_preamble (const char *path, const guint8 *b, size_t len, const char **heade
     start = 10;
   } else if (major == 2 || major == 3) {
     if (len < 12) {
-      format_error (error, path, "truncated header");
+      nnic_format_error (error, path, "truncated header");
       return 0;
     }
     hlen = (size_t) b[8] | (size_t) b[9] << 8 | (size_t) b[10] << 16 | (size_t) b[11] << 24;
     start = 12;
   } else {
-    format_error (error, path, "unsupported .npy version %u.%u", major, b[7]);
+    nnic_format_error (error, path, "unsupported .npy version %u.%u", major, b[7]);
     return 0;
   }
   if (hlen > len - start) {
-    format_error (error, path, "truncated header (%zu bytes announced, %zu in the file)", hlen,
+    nnic_format_error (error, path, "truncated header (%zu bytes announced, %zu in the file)", hlen,
                   len - start);
     return 0;
   }
@@ -305,16 +296,16 @@ static gboolean
 check_header (const char *path, const NpyHeader *h, const NpyDType **dt, GError **error)
 {
   if (h->fortran_order) {
-    format_error (error, path, "Fortran-order arrays are not supported (save with C order)");
+    nnic_format_error (error, path, "Fortran-order arrays are not supported (save with C order)");
     return FALSE;
   }
   *dt = lookup_descr (h->descr);
   if (*dt)
     return TRUE;
   if (h->descr[0] == '>')
-    format_error (error, path, "big-endian data ('%s') is not supported", h->descr);
+    nnic_format_error (error, path, "big-endian data ('%s') is not supported", h->descr);
   else
-    format_error (error, path, "unsupported dtype '%s' (nnic reads <f4, <f8, <i8, <i4, |u1, |i1, |b1)",
+    nnic_format_error (error, path, "unsupported dtype '%s' (nnic reads <f4, <f8, <i8, <i4, |u1, |i1, |b1)",
                   h->descr);
   return FALSE;
 }
@@ -365,7 +356,7 @@ parse_npy (const char *path, const guint8 *b, size_t len, GError **error)
   g_autofree char *descr = h.descr;
   g_autofree char *why = c.why;
   if (!ok) {
-    format_error (error, path, "malformed header: %s", why);
+    nnic_format_error (error, path, "malformed header: %s", why);
     return NULL;
   }
   const NpyDType *dt;
@@ -375,14 +366,14 @@ parse_npy (const char *path, const guint8 *b, size_t len, GError **error)
   g_autofree char *shape_s = nnic_shape_to_string (h.ndim, h.shape);
   int64_t numel = nnic_shape_numel (h.ndim, h.shape);
   if (numel < 0 || numel > INT64_MAX / (int64_t) dt->itemsize) {
-    format_error (error, path, "shape %s is too large", shape_s);
+    nnic_format_error (error, path, "shape %s is too large", shape_s);
     return NULL;
   }
   /* Checked against the file before allocating anything. */
   uint64_t need = (uint64_t) numel * dt->itemsize;
   uint64_t have = len - data_off;
   if (need != have) {
-    format_error (error, path, "%s data: shape %s of '%s' needs %" G_GUINT64_FORMAT
+    nnic_format_error (error, path, "%s data: shape %s of '%s' needs %" G_GUINT64_FORMAT
                   " bytes, the file has %" G_GUINT64_FORMAT,
                   need > have ? "truncated" : "too much", shape_s, h.descr, need, have);
     return NULL;
@@ -401,13 +392,9 @@ NnicTensor *
 nnic_npy_load (const char *path, GError **error)
 {
   g_return_val_if_fail (path != NULL, NULL);
-  GError *local = NULL;
-  GMappedFile *mf = g_mapped_file_new (path, FALSE, &local);
-  if (!mf) {
-    g_set_error (error, NNIC_ERROR, NNIC_ERROR_IO, "%s", local->message);
-    g_error_free (local);
+  GMappedFile *mf = nnic_file_map (path, error);
+  if (!mf)
     return NULL;
-  }
   NnicTensor *t = parse_npy (path, (const guint8 *) g_mapped_file_get_contents (mf),
                              g_mapped_file_get_length (mf), error);
   g_mapped_file_unref (mf);

@@ -10,6 +10,7 @@
  * header claiming 2^40 elements fails at once. The file is memory-mapped,
  * so a large file costs no copy beyond the tensors themselves.
  */
+#include "core/io/file_util.h"
 #include <nnic/io.h>
 #include <nnic/error.h>
 
@@ -423,13 +424,9 @@ NnicTensorDict *
 nnic_safetensors_load (const char *path, GError **error)
 {
   g_return_val_if_fail (path != NULL, NULL);
-  GError *local = NULL;
-  GMappedFile *mf = g_mapped_file_new (path, FALSE, &local);
-  if (!mf) {
-    g_set_error (error, NNIC_ERROR, NNIC_ERROR_IO, "%s", local->message);
-    g_error_free (local);
+  GMappedFile *mf = nnic_file_map (path, error);
+  if (!mf)
     return NULL;
-  }
   NnicTensorDict *d = parse_file (path, (const guint8 *) g_mapped_file_get_contents (mf),
                                   g_mapped_file_get_length (mf), error);
   g_mapped_file_unref (mf);
