@@ -11,6 +11,8 @@
 typedef struct {
   guint id;
   guint node;
+  gboolean pre;         /* runs before the node's forward */
+  NnicPreForwardHook pre_fn;
   NnicForwardHook fn;
   gpointer user_data;
   GDestroyNotify destroy;
@@ -348,6 +350,22 @@ nnic_model_set_output (NnicModel *m, const char *name, GError **error)
 
 /* ---- nodes ---- */
 
+static const NnicOp *const all_ops[] = {
+  &nnic_op_conv2d, &nnic_op_linear, &nnic_op_batchnorm2d, &nnic_op_relu, &nnic_op_relu6,
+  &nnic_op_maxpool2d, &nnic_op_avgpool2d, &nnic_op_adaptive_avgpool2d, &nnic_op_flatten,
+  &nnic_op_dropout, &nnic_op_add, &nnic_op_concat,
+};
+
+const char *const *
+nnic_model_node_types (void)
+{
+  static const char *names[G_N_ELEMENTS (all_ops) + 1];
+  if (!names[0])
+    for (guint i = 0; i < G_N_ELEMENTS (all_ops); i++)
+      names[i] = all_ops[i]->type;
+  return names;
+}
+
 guint
 nnic_model_n_nodes (const NnicModel *m)
 {
@@ -620,11 +638,15 @@ nnic_model_node_time (const NnicModel *m, guint i, double *forward_s, double *ba
 }
 
 static void
-run_hooks (NnicModel *m, NnicNode *n)
+run_hooks (NnicModel *m, NnicNode *n, gboolean pre)
 {
   for (guint h = 0; h < m->hooks->len; h++) {
     ForwardHook *hook = &g_array_index (m->hooks, ForwardHook, h);
-    if (hook->node == n->index)
+    if (hook->node != n->index || hook->pre != pre)
+      continue;
+    if (pre)
+      hook->pre_fn (m, n->index, hook->user_data);
+    else
       hook->fn (m, n->index, n->out, hook->user_data);
   }
 }
@@ -650,15 +672,17 @@ nnic_model_forward (NnicModel *m, const NnicTensor *input, GError **error)
   /* The layers run BLAS in their own threads (core/parallel.h). */
   int blas = nnic_blas_single_begin ();
   if (in->n_hooks)
-    run_hooks (m, in);
+    run_hooks (m, in, FALSE);
   for (guint i = 1; i <= m->output; i++) {
     NnicNode *n = node_at (m, i);
+    if (n->n_hooks)
+      run_hooks (m, n, TRUE);
     double t0 = m->profiling ? now_s () : 0;
     n->op->forward (n, m->training);
     if (m->profiling)
       g_array_index (m->prof_fwd, double, i) += now_s () - t0;
     if (n->n_hooks)
-      run_hooks (m, n);
+      run_hooks (m, n, FALSE);
   }
   nnic_blas_single_end (blas);
   return node_at (m, m->output)->out;
@@ -753,13 +777,13 @@ nnic_model_input_grad (NnicModel *m)
 
 /* ---- hooks ---- */
 
-guint
-nnic_model_add_forward_hook (NnicModel *m, const char *node_name, NnicForwardHook fn,
-                             gpointer user_data, GDestroyNotify destroy, GError **error)
+static guint
+add_hook (NnicModel *m, const char *node_name, gboolean pre, NnicPreForwardHook pre_fn,
+          NnicForwardHook fn, gpointer user_data, GDestroyNotify destroy, GError **error)
 {
   int i = nnic_model_find_node (m, node_name);
-  if (i < 0 || !fn) {
-    if (!fn) {
+  if (i < 0 || (!fn && !pre_fn)) {
+    if (!fn && !pre_fn) {
       g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "a forward hook needs a function");
     } else {
       g_autofree char *hint = node_names_hint (m, node_name);
@@ -768,10 +792,24 @@ nnic_model_add_forward_hook (NnicModel *m, const char *node_name, NnicForwardHoo
     }
     return 0;
   }
-  ForwardHook h = { m->next_hook_id++, (guint) i, fn, user_data, destroy };
+  ForwardHook h = { m->next_hook_id++, (guint) i, pre, pre_fn, fn, user_data, destroy };
   g_array_append_val (m->hooks, h);
   node_at (m, (guint) i)->n_hooks++;
   return h.id;
+}
+
+guint
+nnic_model_add_forward_hook (NnicModel *m, const char *node_name, NnicForwardHook fn,
+                             gpointer user_data, GDestroyNotify destroy, GError **error)
+{
+  return add_hook (m, node_name, FALSE, NULL, fn, user_data, destroy, error);
+}
+
+guint
+nnic_model_add_pre_forward_hook (NnicModel *m, const char *node_name, NnicPreForwardHook fn,
+                                 gpointer user_data, GDestroyNotify destroy, GError **error)
+{
+  return add_hook (m, node_name, TRUE, fn, NULL, user_data, destroy, error);
 }
 
 gboolean

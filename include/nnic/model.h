@@ -93,6 +93,9 @@ gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 
 /* ---- nodes ---- */
 
+/* Every node type nnic implements ("Conv2d", "Linear", ...), NULL-terminated. */
+const char *const *nnic_model_node_types (void);
+
 guint nnic_model_n_nodes (const NnicModel *m);          /* includes "input" */
 const char *nnic_model_node_name (const NnicModel *m, guint i);
 const char *nnic_model_node_type (const NnicModel *m, guint i); /* "Conv2d", ... ; "Input" */
@@ -151,6 +154,12 @@ typedef void (*NnicForwardHook) (NnicModel *m, guint node, NnicTensor *output, g
 guint nnic_model_add_forward_hook (NnicModel *m, const char *node_name, NnicForwardHook fn,
                                    gpointer user_data, GDestroyNotify destroy, GError **error);
 gboolean nnic_model_remove_forward_hook (NnicModel *m, guint id, GError **error);
+/* Called before a node's forward (a pruner re-applies its masks here). The
+ * id space is shared with forward hooks: remove either kind with
+ * nnic_model_remove_forward_hook(). */
+typedef void (*NnicPreForwardHook) (NnicModel *m, guint node, gpointer user_data);
+guint nnic_model_add_pre_forward_hook (NnicModel *m, const char *node_name, NnicPreForwardHook fn,
+                                       gpointer user_data, GDestroyNotify destroy, GError **error);
 
 /* Weight substitution: forward reads `substitute` in place of the named
  * parameter (a masked or quantized copy); backward computes the gradient

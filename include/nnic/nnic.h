@@ -9,3 +9,6 @@
 #include <nnic/io.h>
 #include <nnic/data.h>
 #include <nnic/train.h>
+#include <nnic/compress.h>
+#include <nnic/plugin.h>
+#include <nnic/registry.h>

@@ -1,0 +1,155 @@
+/* nnic — the compressor core: config lists, wrappers, masks, attributes,
+ * activation collectors, the optimizer-step hook, export.
+ *
+ * The C counterpart of NNI's Compressor / Pruner / Quantizer framework.
+ * An NnicCompressor wraps the nodes of a model that a config list selects
+ * (NNI's rules: the *last* matching entry wins, a winning entry with
+ * `exclude` leaves the node alone) and drives one algorithm loaded from a
+ * plugin (include/nnic/plugin.h). Wrapping never renames a node: exports
+ * and checkpoints look like the unwrapped model.
+ */
+#pragma once
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+#include <nnic/model.h>
+#include <nnic/train.h>
+
+G_BEGIN_DECLS
+
+/* ---- config lists ---- */
+
+typedef enum {
+  NNIC_QUANT_INPUT = 1 << 0,
+  NNIC_QUANT_WEIGHT = 1 << 1,
+  NNIC_QUANT_OUTPUT = 1 << 2,
+} NnicQuantType;
+
+/* One validated config list: a JSON array of objects, kept as parsed JSON
+ * so that algorithm-specific keys stay available to the plugin. */
+typedef struct _NnicConfigList NnicConfigList;
+
+/* Parses JSON text (`source` names it in errors, e.g. the file name). The
+ * core schema is checked here (known core keys, types, ranges); keys the
+ * core does not know are checked against an algorithm's declared keys by
+ * nnic_compressor_new(). */
+NnicConfigList *nnic_config_list_new_from_json (const char *json, const char *source, GError **error);
+NnicConfigList *nnic_config_list_new_from_file (const char *path, GError **error);
+void nnic_config_list_free (NnicConfigList *cl);
+guint nnic_config_list_len (const NnicConfigList *cl);
+/* Entry i as a JSON object (owned by the list). */
+JsonObject *nnic_config_list_entry (const NnicConfigList *cl, guint i);
+
+/* A C builder: entries are added as JSON-like key/value calls.
+ *   NnicConfigList *cl = nnic_config_list_new ();
+ *   guint e = nnic_config_list_add_entry (cl);
+ *   nnic_config_list_set_double (cl, e, "sparsity", 0.8);
+ *   nnic_config_list_add_string (cl, e, "op_types", "default");
+ * and validated like parsed JSON when handed to nnic_compressor_new(). */
+NnicConfigList *nnic_config_list_new (void);
+guint nnic_config_list_add_entry (NnicConfigList *cl);
+void nnic_config_list_set_double (NnicConfigList *cl, guint entry, const char *key, double v);
+void nnic_config_list_set_int (NnicConfigList *cl, guint entry, const char *key, gint64 v);
+void nnic_config_list_set_bool (NnicConfigList *cl, guint entry, const char *key, gboolean v);
+void nnic_config_list_set_string (NnicConfigList *cl, guint entry, const char *key, const char *v);
+/* Appends to a list-valued key (op_types, op_names, quant_types). */
+void nnic_config_list_add_string (NnicConfigList *cl, guint entry, const char *key, const char *v);
+
+/* The node types that `"default"` in op_types stands for (NNI's
+ * default_layers for pruning: the weighted layers). NULL-terminated. */
+const char *const *nnic_default_op_types (void);
+
+/* ---- the compressor ---- */
+
+typedef struct _NnicCompressor NnicCompressor;
+typedef struct _NnicWrapper NnicWrapper;
+
+typedef struct {
+  /* For scheduling pruners (agp, ...): the masker to drive, by name. */
+  const char *masker;
+  /* Filter maskers: prune channels that meet in Add/Concat together. */
+  gboolean dependency_aware;
+} NnicCompressorOptions;
+
+/* Loads `algorithm` from the plugins (a masker name means the one-shot
+ * pruner with that masker), validates the config list against the core
+ * schema and the algorithm's declared keys, and wraps the selected nodes.
+ * `optimizer` may be NULL (no step hook; compress() computes masks once).
+ * Errors name the entry and key: "config_list[1].sparsity: must be in
+ * (0, 1), got 1.5". */
+NnicCompressor *nnic_compressor_new (NnicModel *model, const char *algorithm,
+                                     const NnicConfigList *config, NnicOptimizer *optimizer,
+                                     const NnicCompressorOptions *options, GError **error);
+void nnic_compressor_free (NnicCompressor *c);
+
+/* Computes the initial masks (or sets up quantization) and applies them. */
+gboolean nnic_compressor_compress (NnicCompressor *c, GError **error);
+/* Called by the training loop at the start of each epoch (AGP counts epochs). */
+gboolean nnic_compressor_update_epoch (NnicCompressor *c, guint epoch, GError **error);
+
+NnicModel *nnic_compressor_model (NnicCompressor *c);
+NnicOptimizer *nnic_compressor_optimizer (NnicCompressor *c);
+guint nnic_compressor_n_wrappers (const NnicCompressor *c);
+NnicWrapper *nnic_compressor_wrapper (NnicCompressor *c, guint i);
+NnicWrapper *nnic_compressor_find_wrapper (NnicCompressor *c, const char *node_name);
+/* Steps taken by the hooked optimizer since the compressor was made. */
+guint64 nnic_compressor_steps (const NnicCompressor *c);
+/* An algorithm-level option given at creation ("masker"), or NULL. */
+const char *nnic_compressor_masker (const NnicCompressor *c);
+
+/* Writes DIR-style exports: weights with masks applied (state-dict names),
+ * masks (`conv1.weight_mask`, `conv1.bias_mask`, as float32 0/1 like NNI's
+ * mask dict, flattened), each through a temporary file and rename.
+ * `masks_path` may be NULL. */
+gboolean nnic_compressor_export (NnicCompressor *c, const char *model_path, const char *masks_path,
+                                 GError **error);
+/* Loads weights (state-dict names) into the wrapped model; masks stay. */
+gboolean nnic_compressor_load_weights (NnicCompressor *c, const char *path, GError **error);
+
+/* ---- wrappers ---- */
+
+const char *nnic_wrapper_name (const NnicWrapper *w);   /* the node's name, "conv1" */
+const char *nnic_wrapper_type (const NnicWrapper *w);   /* "Conv2d" */
+guint nnic_wrapper_node (const NnicWrapper *w);         /* index in the model */
+/* The config entry that selected this node (owned by the compressor). */
+JsonObject *nnic_wrapper_config (const NnicWrapper *w);
+/* Shorthands for numeric keys of that entry; `fallback` when absent. */
+double nnic_wrapper_config_double (const NnicWrapper *w, const char *key, double fallback);
+NnicTensor *nnic_wrapper_weight (NnicWrapper *w);  /* the real parameter, masks applied */
+NnicTensor *nnic_wrapper_bias (NnicWrapper *w);    /* NULL when the layer has none */
+NnicTensor *nnic_wrapper_weight_grad (NnicWrapper *w);
+
+/* Masks are uint8 0/1 tensors with the parameter's shape (1 byte per
+ * weight). A fresh wrapper's masks are all ones. Setting a mask applies
+ * it to the weights at once and before every forward. */
+const NnicTensor *nnic_wrapper_get_mask (const NnicWrapper *w, const char *param); /* "weight", "bias" */
+gboolean nnic_wrapper_set_mask (NnicWrapper *w, const char *param, const NnicTensor *mask,
+                                GError **error);
+/* Fraction of the weight's entries masked to zero. */
+double nnic_wrapper_sparsity (const NnicWrapper *w);
+
+/* Attributes (NNI's set_wrappers_attribute), kept per wrapper and saved
+ * with checkpoints: a number or a tensor under a name. */
+gboolean nnic_wrapper_set_attribute_double (NnicWrapper *w, const char *name, double v, GError **error);
+gboolean nnic_wrapper_get_attribute_double (const NnicWrapper *w, const char *name, double *v);
+/* Takes ownership of `t`. */
+gboolean nnic_wrapper_set_attribute_tensor (NnicWrapper *w, const char *name, NnicTensor *t,
+                                            GError **error);
+NnicTensor *nnic_wrapper_get_attribute_tensor (const NnicWrapper *w, const char *name);
+
+/* ---- activation collectors ---- */
+
+/* Called after each forward of every wrapped node with its output. */
+typedef void (*NnicCollectorFn) (NnicCompressor *c, NnicWrapper *w, const NnicTensor *output,
+                                 gpointer user_data);
+/* Returns an id > 0. */
+guint nnic_compressor_add_activation_collector (NnicCompressor *c, NnicCollectorFn fn,
+                                                gpointer user_data, GDestroyNotify destroy,
+                                                GError **error);
+/* Removes exactly that collector; an unknown id is an error. */
+gboolean nnic_compressor_remove_activation_collector (NnicCompressor *c, guint id, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicConfigList, nnic_config_list_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicCompressor, nnic_compressor_free)
+
+G_END_DECLS
