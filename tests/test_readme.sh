@@ -11,7 +11,7 @@ blocks=("$tmp"/block*.c)
 [ ${#blocks[@]} -gt 0 ] || { echo "README.md has no C block"; exit 1; }
 for f in "${blocks[@]}"; do
   # shellcheck disable=SC2046
-  cc -std=c11 -Wall -Wextra -Werror ${NNIC_SANITIZE_FLAGS:-} -I"$src/include" -I"$build/include" $(pkg-config --cflags glib-2.0) \
-    "$f" -o "${f%.c}" -L"$build/core" -lnnic $(pkg-config --libs glib-2.0) -Wl,-rpath,"$build/core"
+  cc -std=c11 -Wall -Wextra -Werror ${NNIC_SANITIZE_FLAGS:-} "$f" -o "${f%.c}" \
+    $(PKG_CONFIG_PATH="$build/meson-uninstalled" pkg-config --cflags --libs nnic) -Wl,-rpath,"$build/core"
   echo "ok   $(basename "$f") compiles and links"
 done

@@ -13,6 +13,7 @@ typedef struct {
 static const Command commands[] = {
   { "train", nnic_cmd_train, "train a model on a data set and save its weights" },
   { "eval", nnic_cmd_eval, "evaluate a checkpoint's accuracy on the test set" },
+  { "compress", nnic_cmd_compress, "prune or quantize a trained model, fine-tune, export" },
 };
 
 static int

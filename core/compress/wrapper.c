@@ -1,1 +1,243 @@
-/* being written */
+/* Wrappers: one per compressed node. Masks (uint8, one byte per weight),
+ * attributes, and the in-place application of masks to the weights. */
+#include "core/compress/wrapper.h"
+
+#include <string.h>
+
+NnicWrapper *
+nnic_wrapper_new (NnicCompressor *c, NnicModel *m, guint node, JsonObject *config, GError **error)
+{
+  NnicWrapper *w = g_new0 (NnicWrapper, 1);
+  w->compressor = c;
+  w->model = m;
+  w->node = node;
+  w->config = json_object_ref (config);
+  w->attrs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) nnic_attr_free);
+  const char *name = nnic_model_node_name (m, node);
+  g_autofree char *wname = g_strconcat (name, ".weight", NULL);
+  g_autofree char *bname = g_strconcat (name, ".bias", NULL);
+  w->weight = nnic_model_find_param (m, wname, NULL);
+  w->bias = nnic_model_find_param (m, bname, NULL);
+  if (w->weight && !(w->weight_mask = nnic_tensor_new (NNIC_DTYPE_U8, w->weight->value->ndim,
+                                                        w->weight->value->shape, error)))
+    goto fail;
+  if (w->bias && !(w->bias_mask = nnic_tensor_new (NNIC_DTYPE_U8, w->bias->value->ndim,
+                                                    w->bias->value->shape, error)))
+    goto fail;
+  if (w->weight_mask)
+    memset (w->weight_mask->u8, 1, (size_t) w->weight_mask->numel);
+  if (w->bias_mask)
+    memset (w->bias_mask->u8, 1, (size_t) w->bias_mask->numel);
+  return w;
+fail:
+  nnic_wrapper_free (w);
+  return NULL;
+}
+
+void
+nnic_wrapper_free (NnicWrapper *w)
+{
+  if (!w)
+    return;
+  nnic_tensor_free (w->weight_mask);
+  nnic_tensor_free (w->bias_mask);
+  nnic_tensor_free (w->qweight);
+  g_hash_table_destroy (w->attrs);
+  json_object_unref (w->config);
+  g_free (w);
+}
+
+void
+nnic_attr_free (NnicAttr *a)
+{
+  if (a)
+    nnic_tensor_free (a->tensor);
+  g_free (a);
+}
+
+/* w *= mask, in place: the weights of pruned positions are exactly 0. */
+static void
+apply_mask (NnicTensor *value, const NnicTensor *mask)
+{
+  float *restrict v = value->f32;
+  const uint8_t *restrict k = mask->u8;
+  const int64_t n = value->numel;
+#pragma omp parallel for schedule(static) if (n > ((int64_t) 1 << 18))
+  for (int64_t i = 0; i < n; i++)
+    v[i] = k[i] ? v[i] : 0.0f;
+}
+
+void
+nnic_wrapper_apply_masks (NnicWrapper *w)
+{
+  if (w->weight_mask && w->weight_masked)
+    apply_mask (w->weight->value, w->weight_mask);
+  if (w->bias_mask && w->bias_masked)
+    apply_mask (w->bias->value, w->bias_mask);
+}
+
+const char *
+nnic_wrapper_name (const NnicWrapper *w)
+{
+  return nnic_model_node_name (w->model, w->node);
+}
+
+const char *
+nnic_wrapper_type (const NnicWrapper *w)
+{
+  return nnic_model_node_type (w->model, w->node);
+}
+
+guint
+nnic_wrapper_node (const NnicWrapper *w)
+{
+  return w->node;
+}
+
+JsonObject *
+nnic_wrapper_config (const NnicWrapper *w)
+{
+  return w->config;
+}
+
+double
+nnic_wrapper_config_double (const NnicWrapper *w, const char *key, double fallback)
+{
+  JsonNode *n = json_object_get_member (w->config, key);
+  if (!n || JSON_NODE_TYPE (n) != JSON_NODE_VALUE)
+    return fallback;
+  GType t = json_node_get_value_type (n);
+  if (t == G_TYPE_DOUBLE || t == G_TYPE_INT64 || t == G_TYPE_BOOLEAN)
+    return json_node_get_double (n);
+  return fallback;
+}
+
+NnicTensor *
+nnic_wrapper_weight (NnicWrapper *w)
+{
+  return w->weight ? w->weight->value : NULL;
+}
+
+NnicTensor *
+nnic_wrapper_bias (NnicWrapper *w)
+{
+  return w->bias ? w->bias->value : NULL;
+}
+
+NnicTensor *
+nnic_wrapper_weight_grad (NnicWrapper *w)
+{
+  return w->weight ? w->weight->grad : NULL;
+}
+
+const NnicTensor *
+nnic_wrapper_get_mask (const NnicWrapper *w, const char *param)
+{
+  if (g_strcmp0 (param, "weight") == 0)
+    return w->weight_mask;
+  if (g_strcmp0 (param, "bias") == 0)
+    return w->bias_mask;
+  return NULL;
+}
+
+gboolean
+nnic_wrapper_set_mask (NnicWrapper *w, const char *param, const NnicTensor *mask, GError **error)
+{
+  gboolean is_weight = g_strcmp0 (param, "weight") == 0;
+  NnicTensor *dst = is_weight ? w->weight_mask : g_strcmp0 (param, "bias") == 0 ? w->bias_mask : NULL;
+  if (!dst) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "%s: no %s to mask (masks: weight, bias)",
+                 nnic_wrapper_name (w), param ? param : "(null)");
+    return FALSE;
+  }
+  if (!mask || !nnic_tensor_same_shape (mask, dst) ||
+      (mask->dtype != NNIC_DTYPE_U8 && mask->dtype != NNIC_DTYPE_F32)) {
+    g_autofree char *want = nnic_shape_to_string (dst->ndim, dst->shape);
+    g_autofree char *got = mask ? nnic_shape_to_string (mask->ndim, mask->shape) : g_strdup ("none");
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_SHAPE,
+                 "%s: a %s mask must be uint8 or float32 of shape %s, got %s", nnic_wrapper_name (w),
+                 param, want, got);
+    return FALSE;
+  }
+  if (mask->dtype == NNIC_DTYPE_U8) {
+    for (int64_t i = 0; i < dst->numel; i++)
+      dst->u8[i] = mask->u8[i] != 0;
+  } else {
+    for (int64_t i = 0; i < dst->numel; i++)
+      dst->u8[i] = mask->f32[i] != 0.0f;
+  }
+  if (is_weight)
+    w->weight_masked = TRUE;
+  else
+    w->bias_masked = TRUE;
+  nnic_wrapper_apply_masks (w);
+  return TRUE;
+}
+
+double
+nnic_wrapper_sparsity (const NnicWrapper *w)
+{
+  if (!w->weight_mask || w->weight_mask->numel == 0)
+    return 0.0;
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < w->weight_mask->numel; i++)
+    zeros += w->weight_mask->u8[i] == 0;
+  return (double) zeros / (double) w->weight_mask->numel;
+}
+
+static gboolean
+check_attr_name (NnicWrapper *w, const char *name, GError **error)
+{
+  if (!name || !*name || strchr (name, '.')) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                 "%s: an attribute needs a name without dots, got '%s'", nnic_wrapper_name (w),
+                 name ? name : "(null)");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+nnic_wrapper_set_attribute_double (NnicWrapper *w, const char *name, double v, GError **error)
+{
+  if (!check_attr_name (w, name, error))
+    return FALSE;
+  NnicAttr *a = g_new0 (NnicAttr, 1);
+  a->value = v;
+  g_hash_table_replace (w->attrs, g_strdup (name), a);
+  return TRUE;
+}
+
+gboolean
+nnic_wrapper_get_attribute_double (const NnicWrapper *w, const char *name, double *v)
+{
+  NnicAttr *a = g_hash_table_lookup (w->attrs, name);
+  if (!a || a->tensor)
+    return FALSE;
+  if (v)
+    *v = a->value;
+  return TRUE;
+}
+
+gboolean
+nnic_wrapper_set_attribute_tensor (NnicWrapper *w, const char *name, NnicTensor *t, GError **error)
+{
+  if (!check_attr_name (w, name, error) || !t) {
+    if (!t && !(error && *error))
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "%s.%s: no tensor given",
+                   nnic_wrapper_name (w), name);
+    nnic_tensor_free (t);
+    return FALSE;
+  }
+  NnicAttr *a = g_new0 (NnicAttr, 1);
+  a->tensor = t;
+  g_hash_table_replace (w->attrs, g_strdup (name), a);
+  return TRUE;
+}
+
+NnicTensor *
+nnic_wrapper_get_attribute_tensor (const NnicWrapper *w, const char *name)
+{
+  NnicAttr *a = g_hash_table_lookup (w->attrs, name);
+  return a ? a->tensor : NULL;
+}

@@ -14,6 +14,7 @@
 #include <json-glib/json-glib.h>
 #include <nnic/model.h>
 #include <nnic/train.h>
+#include <nnic/error.h>
 
 G_BEGIN_DECLS
 
@@ -94,8 +95,13 @@ NnicWrapper *nnic_compressor_wrapper (NnicCompressor *c, guint i);
 NnicWrapper *nnic_compressor_find_wrapper (NnicCompressor *c, const char *node_name);
 /* Steps taken by the hooked optimizer since the compressor was made. */
 guint64 nnic_compressor_steps (const NnicCompressor *c);
-/* An algorithm-level option given at creation ("masker"), or NULL. */
+/* The masker's name (one-shot pruning, or the one a scheduling pruner
+ * drives), or NULL for quantizers. */
 const char *nnic_compressor_masker (const NnicCompressor *c);
+/* Runs that masker on one wrapper for a sparsity (how a scheduling pruner
+ * such as AGP sets its masks). *ready as in NnicMaskerVTable.calc_mask. */
+gboolean nnic_compressor_calc_mask (NnicCompressor *c, NnicWrapper *w, double sparsity,
+                                    gboolean *ready, GError **error);
 
 /* Writes DIR-style exports: weights with masks applied (state-dict names),
  * masks (`conv1.weight_mask`, `conv1.bias_mask`, as float32 0/1 like NNI's

@@ -1,0 +1,63 @@
+/* naive: NNI's NaiveQuantizer. 8-bit symmetric fake quantization of the
+ * weights: scale = max(previous scale, max|w| / 127), w_q = trunc(w /
+ * scale) * scale (torch's cast to int8 truncates toward zero). The scale
+ * only grows, and is kept as the wrapper attribute "scale". The backward
+ * is the straight-through estimator. */
+#include <nnic/plugin.h>
+
+#include <math.h>
+
+static gboolean
+naive_setup_wrapper (gpointer state, NnicCompressor *c, NnicWrapper *w, GError **error)
+{
+  (void) state;
+  (void) c;
+  JsonObject *cfg = nnic_wrapper_config (w);
+  JsonArray *types = json_object_get_array_member (cfg, "quant_types");
+  for (guint i = 0; types && i < json_array_get_length (types); i++)
+    if (g_strcmp0 (json_array_get_string_element (types, i), "weight") != 0) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
+                   "%s: naive quantizes weights only (quant_types [\"weight\"]), not '%s'",
+                   nnic_wrapper_name (w), json_array_get_string_element (types, i));
+      return FALSE;
+    }
+  return nnic_wrapper_set_attribute_double (w, "scale", 0.0, error);
+}
+
+static void
+naive_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight, NnicTensor *out)
+{
+  (void) state;
+  float max = 0.0f;
+  for (int64_t i = 0; i < weight->numel; i++)
+    max = fmaxf (max, fabsf (weight->f32[i]));
+  double scale = 0.0;
+  nnic_wrapper_get_attribute_double (w, "scale", &scale);
+  scale = fmax (scale, (double) max / 127.0);
+  nnic_wrapper_set_attribute_double (w, "scale", scale, NULL);
+  const float s = (float) scale;
+  for (int64_t i = 0; i < weight->numel; i++)
+    out->f32[i] = s > 0 ? truncf (weight->f32[i] / s) * s : 0.0f;
+}
+
+static const NnicQuantizerVTable naive_vtable = {
+  .struct_size = sizeof (NnicQuantizerVTable),
+  .setup_wrapper = naive_setup_wrapper,
+  .quantize_weight = naive_quantize_weight,
+};
+
+static const NnicAlgorithmInfo naive_info = {
+  .struct_size = sizeof (NnicAlgorithmInfo),
+  .kind = NNIC_ALGORITHM_QUANTIZER,
+  .name = "naive",
+  .description = "8-bit symmetric weight quantization with a growing per-layer scale (NNI's NaiveQuantizer)",
+  .vtable = &naive_vtable,
+};
+
+static gboolean
+register_naive (NnicRegistrar *r, GError **error)
+{
+  return nnic_registrar_add (r, &naive_info, error);
+}
+
+NNIC_PLUGIN_DEFINE ("nnic-naive", "1.0.0", "MIT", "The naive 8-bit weight quantizer", register_naive)

@@ -1,0 +1,340 @@
+/* The compressor core with the in-tree plugins: masks in forward and after
+ * export, the step hook, AGP's schedule, collectors, attributes, naive. */
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+static NnicModel *
+cnn (void)
+{
+  GError *err = NULL;
+  NnicModel *m = nnic_model_new_builtin ("nni_cnn", 0, 0, 0, 0, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  return m;
+}
+
+static NnicConfigList *
+config (const char *json)
+{
+  GError *err = NULL;
+  NnicConfigList *cl = nnic_config_list_new_from_json (json, "test", &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  return cl;
+}
+
+/* One SGD step on a random batch. */
+static void
+train_step (NnicModel *m, NnicOptimizer *opt, guint64 seed)
+{
+  GError *err = NULL;
+  NnicRng r;
+  nnic_rng_seed (&r, seed);
+  g_autoptr (NnicTensor) x = nnic_tensor_new_f32 (&err, 4, (int64_t) 8, (int64_t) 1, (int64_t) 28, (int64_t) 28);
+  int64_t b = 8;
+  g_autoptr (NnicTensor) y = nnic_tensor_new (NNIC_DTYPE_I64, 1, &b, &err);
+  for (int64_t i = 0; i < x->numel; i++)
+    x->f32[i] = (float) nnic_rng_uniform (&r);
+  for (int64_t i = 0; i < 8; i++)
+    y->i64[i] = (int64_t) nnic_rng_below (&r, 10);
+  const NnicTensor *logits = nnic_model_forward (m, x, &err);
+  g_autoptr (NnicTensor) g = nnic_tensor_new_like (logits, &err);
+  nnic_cross_entropy (logits, y, g, NULL, &err);
+  nnic_model_zero_grad (m);
+  ck_assert (nnic_model_backward (m, g, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  nnic_optimizer_step (opt);
+}
+
+static int64_t
+count_zeros (const NnicTensor *t)
+{
+  int64_t z = 0;
+  for (int64_t i = 0; i < t->numel; i++)
+    z += t->f32[i] == 0.0f;
+  return z;
+}
+
+START_TEST (test_level_masks_stay_through_training_and_export)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.1, .momentum = 0.9 }, &err);
+  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.8, \"op_types\": [\"default\"]}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, opt, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_uint_eq (nnic_compressor_n_wrappers (c), 4);
+  ck_assert (nnic_compressor_compress (c, &err));
+  for (int s = 0; s < 3; s++)
+    train_step (m, opt, (guint64) s);
+  ck_assert_uint_eq (nnic_compressor_steps (c), 3);
+  for (guint i = 0; i < 4; i++) {
+    NnicWrapper *w = nnic_compressor_wrapper (c, i);
+    const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
+    NnicTensor *wt = nnic_wrapper_weight (w);
+    ck_assert_int_eq (mask->dtype, NNIC_DTYPE_U8); /* one byte per weight */
+    int64_t k = (int64_t) ((double) wt->numel * 0.8);
+    ck_assert_int_ge (count_zeros (wt), k);
+    for (int64_t j = 0; j < wt->numel; j++)
+      if (!mask->u8[j])
+        ck_assert_float_eq (wt->f32[j], 0.0f);
+    ck_assert_double_eq_tol (nnic_wrapper_sparsity (w), 0.8, 0.001);
+  }
+
+  g_autofree char *dir = nnic_test_tmpdir ();
+  g_autofree char *mp = g_build_filename (dir, "model.safetensors", NULL);
+  g_autofree char *kp = g_build_filename (dir, "masks.safetensors", NULL);
+  ck_assert (nnic_compressor_export (c, mp, kp, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  g_autoptr (NnicTensorDict) weights = nnic_safetensors_load (mp, &err);
+  g_autoptr (NnicTensorDict) masks = nnic_safetensors_load (kp, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_uint_eq (nnic_tensor_dict_len (masks), 8); /* weight and bias masks of 4 layers */
+  NnicTensor *wm = nnic_tensor_dict_get (masks, "conv1.weight_mask");
+  NnicTensor *bm = nnic_tensor_dict_get (masks, "fc2.bias_mask");
+  ck_assert_ptr_nonnull (wm);
+  ck_assert_ptr_nonnull (bm);
+  ck_assert_int_eq (wm->dtype, NNIC_DTYPE_F32);
+  NnicTensor *w1 = nnic_tensor_dict_get (weights, "conv1.weight");
+  for (int64_t j = 0; j < wm->numel; j++) {
+    ck_assert (wm->f32[j] == 0.0f || wm->f32[j] == 1.0f);
+    if (wm->f32[j] == 0.0f)
+      ck_assert_float_eq (w1->f32[j], 0.0f);
+  }
+  /* Loading weights into the wrapped model keeps the masks applied. */
+  nnic_model_init_params (m, 5);
+  ck_assert (nnic_compressor_load_weights (c, mp, &err));
+  NnicWrapper *w = nnic_compressor_find_wrapper (c, "conv1");
+  ck_assert_int_eq (count_zeros (nnic_wrapper_weight (w)), count_zeros (w1));
+}
+END_TEST
+
+START_TEST (test_no_optimizer_masks_in_forward)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_names\": [\"fc1\"]}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  NnicTensor *wt = nnic_wrapper_weight (nnic_compressor_wrapper (c, 0));
+  int64_t zeros = count_zeros (wt);
+  /* Weights changed behind the compressor's back are masked again by the next forward. */
+  for (int64_t j = 0; j < wt->numel; j++)
+    wt->f32[j] += 1.0f;
+  g_autoptr (NnicTensor) x = nnic_tensor_new_f32 (&err, 4, (int64_t) 2, (int64_t) 1, (int64_t) 28, (int64_t) 28);
+  nnic_model_forward (m, x, &err);
+  ck_assert_int_eq (count_zeros (wt), zeros);
+}
+END_TEST
+
+/* NNI's compute_target_sparsity, written out independently. */
+static double
+agp_formula (double si, double sf, int start, int end, int freq, int epoch)
+{
+  if (end <= start || si >= sf || end <= epoch)
+    return sf;
+  int span = ((end - start - 1) / freq) * freq;
+  return sf + (si - sf) * pow (1.0 - (double) (epoch - start) / span, 3);
+}
+
+START_TEST (test_agp_schedule)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.01 }, &err);
+  g_autoptr (NnicConfigList) cl = config (
+      "[{\"initial_sparsity\": 0.1, \"final_sparsity\": 0.8, \"start_epoch\": 0, \"end_epoch\": 5,"
+      "  \"frequency\": 2, \"op_types\": [\"default\"]}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "agp", cl, opt, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_str_eq (nnic_compressor_masker (c), "level");
+  ck_assert (nnic_compressor_compress (c, &err));
+  NnicWrapper *fc1 = nnic_compressor_find_wrapper (c, "fc1");
+  double last = 0;
+  for (int epoch = 0; epoch < 7; epoch++) {
+    ck_assert (nnic_compressor_update_epoch (c, (guint) epoch, &err));
+    train_step (m, opt, (guint64) epoch);
+    /* Masks move only on due epochs: (epoch - start) % frequency == 0. */
+    double want = epoch % 2 == 0 ? agp_formula (0.1, 0.8, 0, 5, 2, epoch) : last;
+    ck_assert_msg (fabs (nnic_wrapper_sparsity (fc1) - want) < 1e-5, "epoch %d: sparsity %g, NNI's formula %g",
+                   epoch, nnic_wrapper_sparsity (fc1), want);
+    last = want;
+  }
+  /* NNI's own example (ANCHORS.md): 0 -> 0.8 over epochs 0-3 gives 0, 0.7, 0.8. */
+  ck_assert_double_eq_tol (agp_formula (0, 0.8, 0, 3, 1, 1), 0.7, 1e-12);
+}
+END_TEST
+
+START_TEST (test_agp_bad_span)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config (
+      "[{\"final_sparsity\": 0.8, \"start_epoch\": 0, \"end_epoch\": 2, \"frequency\": 2, \"op_types\": [\"default\"]}]");
+  ck_assert_ptr_null (nnic_compressor_new (m, "agp", cl, NULL, NULL, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "must exceed frequency");
+  g_clear_error (&err);
+  ck_assert_ptr_null (nnic_compressor_new (m, "agp", cl, NULL, &(NnicCompressorOptions) { .masker = "naive" }, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "'naive' is a quantizer, not a masker");
+  g_clear_error (&err);
+}
+END_TEST
+
+typedef struct {
+  int calls;
+} Count;
+
+static void
+collect (NnicCompressor *c, NnicWrapper *w, const NnicTensor *out, gpointer user_data)
+{
+  (void) c;
+  (void) w;
+  (void) out;
+  ((Count *) user_data)->calls++;
+}
+
+START_TEST (test_collectors)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  Count a = { 0 }, b = { 0 };
+  guint ia = nnic_compressor_add_activation_collector (c, collect, &a, NULL, &err);
+  guint ib = nnic_compressor_add_activation_collector (c, collect, &b, NULL, &err);
+  ck_assert_uint_ne (ia, ib);
+  g_autoptr (NnicTensor) x = nnic_tensor_new_f32 (&err, 4, (int64_t) 2, (int64_t) 1, (int64_t) 28, (int64_t) 28);
+  nnic_model_forward (m, x, &err);
+  ck_assert_int_eq (a.calls, 2); /* conv1 and conv2 */
+  ck_assert_int_eq (b.calls, 2);
+  ck_assert (nnic_compressor_remove_activation_collector (c, ia, &err));
+  nnic_model_forward (m, x, &err);
+  ck_assert_int_eq (a.calls, 2);
+  ck_assert_int_eq (b.calls, 4);
+  ck_assert (!nnic_compressor_remove_activation_collector (c, ia, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_NOT_FOUND, "no activation collector with id");
+  g_clear_error (&err);
+  ck_assert (!nnic_compressor_remove_activation_collector (c, 999, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_NOT_FOUND, "999");
+  g_clear_error (&err);
+}
+END_TEST
+
+START_TEST (test_attributes)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_names\": [\"conv1\"]}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, NULL, NULL, &err);
+  NnicWrapper *w = nnic_compressor_wrapper (c, 0);
+  double v = 0;
+  ck_assert (!nnic_wrapper_get_attribute_double (w, "if_calculated", &v));
+  ck_assert (nnic_wrapper_set_attribute_double (w, "if_calculated", 1.0, &err));
+  ck_assert (nnic_wrapper_get_attribute_double (w, "if_calculated", &v));
+  ck_assert_double_eq (v, 1.0);
+  NnicTensor *t = nnic_tensor_new_f32 (&err, 1, (int64_t) 20);
+  ck_assert (nnic_wrapper_set_attribute_tensor (w, "contribution", t, &err));
+  ck_assert_ptr_eq (nnic_wrapper_get_attribute_tensor (w, "contribution"), t);
+  ck_assert (!nnic_wrapper_set_attribute_double (w, "a.b", 1.0, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "without dots");
+  g_clear_error (&err);
+}
+END_TEST
+
+/* NNI's NaiveQuantizer.quantize_weight for a fresh wrapper. */
+static void
+naive_by_hand (NnicTensor *w)
+{
+  float max = 0;
+  for (int64_t i = 0; i < w->numel; i++)
+    max = fmaxf (max, fabsf (w->f32[i]));
+  float scale = (float) (max / 127.0);
+  for (int64_t i = 0; i < w->numel; i++)
+    w->f32[i] = truncf (w->f32[i] / scale) * scale;
+}
+
+START_TEST (test_naive_quantizer)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicModel) ref = cnn ();
+  for (guint i = 0; i < nnic_model_n_params (ref); i++) {
+    NnicParam *p = nnic_model_param (ref, i);
+    if (g_str_has_suffix (p->name, ".weight"))
+      naive_by_hand (p->value);
+  }
+  g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.01, .momentum = 0.5 }, &err);
+  g_autoptr (NnicConfigList) cl = config (
+      "[{\"quant_types\": [\"weight\"], \"quant_bits\": 8, \"op_types\": [\"Conv2d\", \"Linear\"]}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "naive", cl, opt, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+
+  /* Forward reads the quantized weights: the same output as a model whose
+   * weights were quantized by hand with NNI's formula. */
+  NnicRng r;
+  nnic_rng_seed (&r, 3);
+  g_autoptr (NnicTensor) x = nnic_tensor_new_f32 (&err, 4, (int64_t) 2, (int64_t) 1, (int64_t) 28, (int64_t) 28);
+  for (int64_t i = 0; i < x->numel; i++)
+    x->f32[i] = (float) nnic_rng_uniform (&r);
+  g_autoptr (NnicTensor) y = nnic_tensor_copy (nnic_model_forward (m, x, &err), &err);
+  const NnicTensor *y_ref = nnic_model_forward (ref, x, &err);
+  for (int64_t i = 0; i < y->numel; i++)
+    ck_assert_float_eq_tol (y->f32[i], y_ref->f32[i], 1e-5);
+  NnicWrapper *w = nnic_compressor_find_wrapper (c, "fc1");
+  double scale = 0;
+  ck_assert (nnic_wrapper_get_attribute_double (w, "scale", &scale));
+  ck_assert (scale > 0);
+
+  /* Training updates the real float weights (straight-through gradient). */
+  g_autoptr (NnicTensor) before = nnic_tensor_copy (nnic_wrapper_weight (w), &err);
+  train_step (m, opt, 1);
+  NnicTensor *after = nnic_wrapper_weight (w);
+  int moved = 0;
+  for (int64_t i = 0; i < after->numel; i++)
+    moved += after->f32[i] != before->f32[i];
+  ck_assert_int_gt (moved, after->numel / 4);
+
+  g_autoptr (NnicConfigList) bad = config (
+      "[{\"quant_types\": [\"output\"], \"quant_bits\": 8, \"op_types\": [\"Linear\"]}]");
+  g_autoptr (NnicCompressor) c2 = nnic_compressor_new (m, "naive", bad, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (!nnic_compressor_compress (c2, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "naive quantizes weights only");
+  g_clear_error (&err);
+}
+END_TEST
+
+START_TEST (test_creation_errors)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_types\": [\"ReLU6\"]}]");
+  ck_assert_ptr_null (nnic_compressor_new (m, "level", cl, NULL, NULL, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "selects 'relu1' (ReLU6), which has no weight to prune");
+  g_clear_error (&err);
+  ck_assert_ptr_null (nnic_compressor_new (m, "levle", cl, NULL, NULL, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_NOT_FOUND, "did you mean 'level'");
+  g_clear_error (&err);
+}
+END_TEST
+
+int
+main (void)
+{
+  Suite *s = suite_create ("compress");
+  TCase *tc = tcase_create ("compress");
+  tcase_add_test (tc, test_level_masks_stay_through_training_and_export);
+  tcase_add_test (tc, test_no_optimizer_masks_in_forward);
+  tcase_add_test (tc, test_agp_schedule);
+  tcase_add_test (tc, test_agp_bad_span);
+  tcase_add_test (tc, test_collectors);
+  tcase_add_test (tc, test_attributes);
+  tcase_add_test (tc, test_naive_quantizer);
+  tcase_add_test (tc, test_creation_errors);
+  suite_add_tcase (s, tc);
+  return nnic_test_run (s);
+}
