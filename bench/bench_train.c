@@ -98,12 +98,25 @@ typedef struct {
   double images_per_s, images_per_s_best, layer_gflops, layer_share;
 } TrainResult;
 
+/* wrapped: with the level pruner's wrappers at sparsity 0.8 (masks
+ * re-applied after every optimizer step), as torch_baseline.py's NNI-style
+ * wrapped variant. */
 static TrainResult
-bench_train (int64_t batch, int reps)
+bench_train (int64_t batch, int reps, gboolean wrapped)
 {
   GError *err = NULL;
   NnicModel *m = nnic_model_new_builtin ("nni_cnn", 0, 0, 0, 0, &err);
   NnicOptimizer *opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.01, .momentum = 0.5 }, &err);
+  NnicCompressor *c = NULL;
+  if (wrapped) {
+    g_autoptr (NnicConfigList) cl = nnic_config_list_new_from_json (
+        "[{\"sparsity\": 0.8, \"op_types\": [\"default\"]}]", "bench", &err);
+    c = cl ? nnic_compressor_new (m, "level", cl, opt, NULL, &err) : NULL;
+    if (!c || !nnic_compressor_compress (c, &err)) {
+      fprintf (stderr, "bench_train: %s (set NNIC_PLUGIN_PATH to the plugins)\n", err->message);
+      exit (1);
+    }
+  }
   NnicTensor *x = nnic_tensor_new_f32 (&err, 4, batch, (int64_t) 1, (int64_t) 28, (int64_t) 28);
   NnicTensor *y = nnic_tensor_new (NNIC_DTYPE_I64, 1, &batch, &err);
   NnicTensor *g = nnic_tensor_new_f32 (&err, 2, batch, (int64_t) 10);
@@ -177,6 +190,7 @@ bench_train (int64_t batch, int reps)
   nnic_tensor_free (x);
   nnic_tensor_free (y);
   nnic_tensor_free (g);
+  nnic_compressor_free (c);
   nnic_optimizer_free (opt);
   nnic_model_free (m);
   return res;
@@ -194,21 +208,28 @@ main (int argc, char **argv)
   double sgemm = bench_sgemm (15, &best);
   printf ("{\"what\": \"sgemm_1024\", \"gflops_median\": %.1f, \"gflops_best\": %.1f, \"impl\": \"nnic\", \"threads\": \"%s\"}\n",
           sgemm, best, threads ? threads : "default");
-  TrainResult res[2];
+  TrainResult res[2], wrapped[2];
   int64_t batches[2] = { 64, 256 };
   for (int k = 0; k < 2; k++) {
-    res[k] = bench_train (batches[k], reps);
-    printf ("{\"what\": \"train_step_nni_cnn\", \"batch\": %" G_GINT64_FORMAT ", \"images_per_s_median\": %.0f, "
-            "\"images_per_s_best\": %.0f, \"conv_linear_gflops\": %.1f, \"conv_linear_fraction_of_sgemm\": %.3f, "
-            "\"conv_linear_share_of_step\": %.3f, \"impl\": \"nnic\"}\n",
-            batches[k], res[k].images_per_s, res[k].images_per_s_best, res[k].layer_gflops,
-            res[k].layer_gflops / sgemm, res[k].layer_share);
+    res[k] = bench_train (batches[k], reps, FALSE);
+    wrapped[k] = bench_train (batches[k], reps, TRUE);
+    for (int v = 0; v < 2; v++) {
+      TrainResult *r = v ? &wrapped[k] : &res[k];
+      printf ("{\"what\": \"train_step_nni_cnn\", \"batch\": %" G_GINT64_FORMAT ", \"wrapped\": %s, "
+              "\"images_per_s_median\": %.0f, \"images_per_s_best\": %.0f, \"conv_linear_gflops\": %.1f, "
+              "\"conv_linear_fraction_of_sgemm\": %.3f, \"conv_linear_share_of_step\": %.3f, \"impl\": \"nnic\"}\n",
+              batches[k], v ? "true" : "false", r->images_per_s, r->images_per_s_best, r->layer_gflops,
+              r->layer_gflops / sgemm, r->layer_share);
+    }
   }
   fflush (stdout);
   fprintf (stderr, "\nsgemm 1024^3: %.1f GFLOP/s (median)\n", sgemm);
-  for (int k = 0; k < 2; k++)
+  for (int k = 0; k < 2; k++) {
     fprintf (stderr, "nni_cnn train step, batch %3" G_GINT64_FORMAT ": %6.0f images/s; conv+linear at %.1f GFLOP/s = %.0f%% of sgemm (%.0f%% of the step)\n",
              batches[k], res[k].images_per_s, res[k].layer_gflops, 100 * res[k].layer_gflops / sgemm,
              100 * res[k].layer_share);
+    fprintf (stderr, "  with level wrappers (0.8): %6.0f images/s, step time %+.1f%%\n", wrapped[k].images_per_s,
+             100.0 * (res[k].images_per_s / wrapped[k].images_per_s - 1.0));
+  }
   return 0;
 }

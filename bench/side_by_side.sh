@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
 baseline=${TORCH_BASELINE:-../shared/bench/torch_baseline.py}
 export OPENBLAS_NUM_THREADS=2 THREADS=2
+export NNIC_PLUGIN_PATH=$PWD/${NNIC_BUILD:-build}/plugins
 bash tools/build.sh >/dev/null
 out=$(mktemp)
 for r in $(seq "$rounds"); do
@@ -25,11 +26,16 @@ a, b = med('nnic', 'sgemm_1024', 'gflops_median'), med('torch', 'sgemm_1024', 'g
 print(f"| sgemm 1024³ GFLOP/s | {a:.0f} | {b:.0f} | {a/b:.2f} |")
 for batch in (64, 256):
     for stat in ('median', 'best'):
-        a = med('nnic', 'train_step_nni_cnn', f'images_per_s_{stat}', batch=batch)
+        a = med('nnic', 'train_step_nni_cnn', f'images_per_s_{stat}', batch=batch, wrapped=False)
         b = med('torch', 'train_step_nni_cnn', f'images_per_s_{stat}', batch=batch, wrapped=False)
         print(f"| nni_cnn train step, batch {batch}, images/s ({stat} step) | {a:.0f} | {b:.0f} | {a/b:.2f} |")
 for batch in (64, 256):
-    f = med('nnic', 'train_step_nni_cnn', 'conv_linear_fraction_of_sgemm', batch=batch)
+    for impl in ('nnic', 'torch'):
+        a = med(impl, 'train_step_nni_cnn', 'images_per_s_median', batch=batch, wrapped=False)
+        b = med(impl, 'train_step_nni_cnn', 'images_per_s_median', batch=batch, wrapped=True)
+        print(f"| {impl} step time, pruning wrappers vs none, batch {batch} | {100*(a/b-1):+.1f}% | | |")
+for batch in (64, 256):
+    f = med('nnic', 'train_step_nni_cnn', 'conv_linear_fraction_of_sgemm', batch=batch, wrapped=False)
     print(f"| conv+linear rate / sgemm rate, batch {batch} | {100*f:.0f}% | | |")
 PY
 rm -f "$out"

@@ -126,9 +126,9 @@ static const NnicPrunerVTable agp_vtable = {
 static const NnicConfigKey agp_keys[] = {
   { "initial_sparsity", NNIC_KEY_NUMBER, 0, 1, FALSE, FALSE, FALSE, "0", "sparsity at start_epoch" },
   { "final_sparsity", NNIC_KEY_NUMBER, 0, 1, FALSE, FALSE, TRUE, NULL, "sparsity reached at end_epoch" },
-  { "start_epoch", NNIC_KEY_INT, 0, 1e9, FALSE, FALSE, FALSE, "0", "first epoch that prunes" },
-  { "end_epoch", NNIC_KEY_INT, 0, 1e9, FALSE, FALSE, FALSE, "1", "epoch from which final_sparsity holds" },
-  { "frequency", NNIC_KEY_INT, 1, 1e9, FALSE, FALSE, FALSE, "1", "prune every this many epochs" },
+  { "start_epoch", NNIC_KEY_INT, 0, INFINITY, FALSE, FALSE, FALSE, "0", "first epoch that prunes" },
+  { "end_epoch", NNIC_KEY_INT, 0, INFINITY, FALSE, FALSE, FALSE, "1", "epoch from which final_sparsity holds" },
+  { "frequency", NNIC_KEY_INT, 1, INFINITY, FALSE, FALSE, FALSE, "1", "prune every this many epochs" },
 };
 
 static const NnicAlgorithmInfo agp_info = {

@@ -144,6 +144,8 @@ run (CompressArgs *a)
     return nnic_cli_fail ("compress", error);
   NnicCompressorOptions options = { .masker = a->masker };
   g_autoptr (NnicCompressor) c = nnic_compressor_new (model, a->algorithm, config, opt, &options, &error);
+  if (!c && g_error_matches (error, NNIC_ERROR, NNIC_ERROR_CONFIG))
+    g_prefix_error (&error, "%s: ", a->config); /* say which file the entry is in */
   if (!c || !nnic_compressor_compress (c, &error))
     return nnic_cli_fail ("compress", error);
   if (!nnic_evaluate (model, test, 1000, &acc.pruned, NULL, &error))

@@ -456,25 +456,30 @@ check_quant_bits (const char *path, JsonNode *v, GError **error)
 
 /* quant_bits against quant_types, both already valid on their own. */
 static gboolean
-check_quant_cover (const char *prefix, JsonObject *o, GError **error)
+check_quant_cover (const char *prefix, JsonObject *o, const Rules *r, GError **error)
 {
   JsonNode *types = json_object_get_member (o, "quant_types");
   JsonNode *bits = json_object_get_member (o, "quant_bits");
-  if (!types || !bits || !JSON_NODE_HOLDS_OBJECT (bits))
+  /* (For other kinds these may be a plugin's own keys, of other types.) */
+  if ((r->have_kind && !is_quantizer (r)) || !types || !JSON_NODE_HOLDS_ARRAY (types) || !bits
+      || !JSON_NODE_HOLDS_OBJECT (bits))
     return TRUE;
   JsonArray *ta = json_node_get_array (types);
   JsonObject *bo = json_node_get_object (bits);
   g_autoptr (GList) members = json_object_get_members (bo);
   for (GList *l = members; l; l = l->next) {
     gboolean listed = FALSE;
-    for (guint j = 0; j < json_array_get_length (ta) && !listed; j++)
-      listed = strcmp (json_array_get_string_element (ta, j), l->data) == 0;
+    for (guint j = 0; j < json_array_get_length (ta) && !listed; j++) {
+      JsonNode *e = json_array_get_element (ta, j);
+      listed = node_is_string (e) && strcmp (json_node_get_string (e), l->data) == 0;
+    }
     if (!listed)
       return fail (error, "%s.quant_bits.%s: not in quant_types", prefix, (const char *) l->data);
   }
   for (guint j = 0; j < json_array_get_length (ta); j++) {
-    const char *t = json_array_get_string_element (ta, j);
-    if (!json_object_has_member (bo, t))
+    JsonNode *e = json_array_get_element (ta, j);
+    const char *t = node_is_string (e) ? json_node_get_string (e) : NULL;
+    if (t && !json_object_has_member (bo, t))
       return fail (error, "%s.quant_bits: no bits for quant type '%s'", prefix, t);
   }
   return TRUE;
@@ -517,7 +522,9 @@ check_entry (JsonObject *o, guint i, const Rules *r, GError **error)
       return FALSE;
   }
 
-  if (!json_object_has_member (o, "op_types") && !json_object_has_member (o, "op_names"))
+  /* Not while parsing: an unknown key there may be the typo that explains it
+   * ("op_type"), and only the check knows which keys are unknown. */
+  if (r->have_kind && !json_object_has_member (o, "op_types") && !json_object_has_member (o, "op_names"))
     return fail (error, "%s: selects no layer (give op_types or op_names)", prefix);
 
   JsonNode *ex = json_object_get_member (o, "exclude");
@@ -535,7 +542,7 @@ check_entry (JsonObject *o, guint i, const Rules *r, GError **error)
       if (r->keys[k].name && r->keys[k].required && !json_object_has_member (o, r->keys[k].name))
         return fail (error, "%s.%s: required", prefix, r->keys[k].name);
   }
-  return check_quant_cover (prefix, o, error);
+  return check_quant_cover (prefix, o, r, error);
 }
 
 static gboolean
@@ -683,6 +690,9 @@ nnic_config_list_new_from_json (const char *json, const char *source, GError **e
     parse_error (error, source, local);
   else if (!root)
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG, "%s: no JSON value (empty input)", source);
+  else if (json_parser_has_assignment (parser, NULL))
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
+                 "%s: a JavaScript assignment (\"var x = ...\"), not JSON", source);
   else if (w.n_top > 1)
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
                  "%s: line %u: a second JSON value after the config list", source, w.extra_line);
