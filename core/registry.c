@@ -99,7 +99,10 @@ nnic_algorithm_kind_name (NnicAlgorithmKind kind)
 
 /* ---- the search path ---- */
 
-/* NNIC_PLUGIN_PATH's non-empty entries, then the installed directory. */
+/* NNIC_PLUGIN_PATH's non-empty entries, then the installed directory, or
+ * instead of it NNIC_PLUGIN_SYSTEM_PATH when set (empty: none; tests use
+ * that to keep an installed nnic's plugins out, as GStreamer's
+ * GST_PLUGIN_SYSTEM_PATH does). */
 char **
 nnic_plugin_search_path (void)
 {
@@ -111,7 +114,11 @@ nnic_plugin_search_path (void)
       if (**p)
         g_ptr_array_add (dirs, g_strdup (*p));
   }
-  g_ptr_array_add (dirs, g_strdup (NNIC_PLUGIN_DIR));
+  const char *system = g_getenv ("NNIC_PLUGIN_SYSTEM_PATH");
+  if (!system)
+    g_ptr_array_add (dirs, g_strdup (NNIC_PLUGIN_DIR));
+  else if (*system)
+    g_ptr_array_add (dirs, g_strdup (system));
   g_ptr_array_add (dirs, NULL);
   return (char **) g_ptr_array_free (dirs, FALSE);
 }

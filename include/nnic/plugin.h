@@ -22,6 +22,14 @@
  *  - Plugins use only the public API (include/nnic/): tensors, the model,
  *    wrappers, masks, attributes, collectors.
  *  - Nothing a plugin is given may be freed by it unless a call says so.
+ *  - Required vtable members: a masker's calc_mask, a pruner's compress, at
+ *    least one quantize_* of a quantizer; every other member may be NULL.
+ *  - nnic_registrar_add() fails (and the whole plugin is refused) on an
+ *    invalid name ([a-z0-9_]+), kind, vtable or config key (names
+ *    [a-z0-9_]+, no duplicates); for a name another plugin already has it
+ *    returns TRUE and the algorithm is ignored (reported by the registry).
+ *  - Plugins link libnnic and call its public API directly, so that whole
+ *    API is part of the ABI: a change that breaks it bumps the major.
  */
 #pragma once
 

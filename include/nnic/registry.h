@@ -6,7 +6,10 @@
 
 G_BEGIN_DECLS
 
-/* A registered algorithm: what a plugin declared, and where it came from. */
+/* A registered algorithm: what a plugin declared, and where it came from.
+ * `info` and its vtable are the registry's own copies: members beyond the
+ * size a plugin declared read as NULL. Everything the registry hands out
+ * stays valid for the life of the process (plugins are never unloaded). */
 typedef struct {
   const NnicAlgorithmInfo *info;
   const char *plugin_name;
@@ -24,9 +27,12 @@ const NnicAlgorithm *nnic_load_algorithm (const char *name, GError **error);
  * is owned by the registry. */
 const GPtrArray *nnic_list_algorithms (void);
 /* Messages about plugins that were refused or shadowed during the scan
- * ("/path/libfoo.so: built for ABI 2.0, this nnic is 1.0"); owned. */
+ * ("/path/libfoo.so: built for plugin ABI 2.0, this nnic implements 1.0
+ * (it needs a newer nnic)"); owned by the registry. */
 const GPtrArray *nnic_registry_problems (void);
-/* The directories searched, in order (NNIC_PLUGIN_PATH, then installed). */
+/* The directories searched, in order: NNIC_PLUGIN_PATH, then the installed
+ * plugin directory (or NNIC_PLUGIN_SYSTEM_PATH instead, when set; empty
+ * for none). Free with g_strfreev(). */
 char **nnic_plugin_search_path (void);
 /* Forgets the scan (plugins stay loaded) so the next call scans again;
  * for tests that change NNIC_PLUGIN_PATH. */
