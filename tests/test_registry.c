@@ -129,10 +129,19 @@ END_TEST
 START_TEST (test_search_path)
 {
   unsetenv ("NNIC_PLUGIN_PATH");
+  unsetenv ("NNIC_PLUGIN_SYSTEM_PATH");
   g_auto (GStrv) installed = nnic_plugin_search_path ();
   ck_assert_uint_eq (g_strv_length (installed), 1);
   ck_assert (g_path_is_absolute (installed[0]));
+  setenv ("NNIC_PLUGIN_SYSTEM_PATH", "", 1);
+  g_auto (GStrv) none = nnic_plugin_search_path ();
+  ck_assert_uint_eq (g_strv_length (none), 0);
+  setenv ("NNIC_PLUGIN_SYSTEM_PATH", "/opt/plugins", 1);
+  g_auto (GStrv) system = nnic_plugin_search_path ();
+  ck_assert_uint_eq (g_strv_length (system), 1);
+  ck_assert_str_eq (system[0], "/opt/plugins");
 
+  unsetenv ("NNIC_PLUGIN_SYSTEM_PATH");
   setenv ("NNIC_PLUGIN_PATH", "/a::/b/c:", 1);
   g_auto (GStrv) path = nnic_plugin_search_path ();
   ck_assert_uint_eq (g_strv_length (path), 3);
