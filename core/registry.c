@@ -50,6 +50,7 @@
 typedef struct {
   NnicAlgorithm pub;
   NnicAlgorithmInfo info;
+  NnicConfigKey *keys;  /* host-layout copy of the plugin's keys */
   union {
     guint32 struct_size;
     NnicMaskerVTable masker;
@@ -133,6 +134,7 @@ entry_free (gpointer p)
   g_free ((char *) e->pub.plugin_version);
   g_free ((char *) e->pub.plugin_license);
   g_free ((char *) e->pub.plugin_file);
+  g_free (e->keys);
   g_free (e);
 }
 
@@ -177,6 +179,30 @@ valid_name (const char *name)
   for (const char *c = name; *c; c++)
     if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
       return FALSE;
+  return TRUE;
+}
+
+/* The keys in the host's layout, read with the plugin's stride: a plugin
+ * built when NnicConfigKey was smaller reads as NULL/0 past its size. */
+static gboolean
+copy_keys (Entry *e, GError **error)
+{
+  NnicAlgorithmInfo *info = &e->info;
+  if (info->n_keys == 0 || !info->keys)
+    return TRUE;
+  const gboolean has_size = info->struct_size >= G_STRUCT_OFFSET (NnicAlgorithmInfo, key_size) + sizeof (guint32);
+  const size_t stride = has_size && info->key_size ? info->key_size : sizeof (NnicConfigKey);
+  if (stride < G_STRUCT_OFFSET (NnicConfigKey, help) + sizeof (const char *)) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_PLUGIN,
+                 "algorithm '%s': key_size %zu is smaller than a plugin ABI %d.0 config key (%zu)",
+                 info->name, stride, NNIC_ABI_MAJOR, sizeof (NnicConfigKey));
+    return FALSE;
+  }
+  e->keys = g_new0 (NnicConfigKey, info->n_keys);
+  for (guint i = 0; i < info->n_keys; i++)
+    memcpy (&e->keys[i], (const char *) info->keys + i * stride, MIN (stride, sizeof (NnicConfigKey)));
+  info->keys = e->keys;
+  info->key_size = sizeof (NnicConfigKey);
   return TRUE;
 }
 
@@ -301,12 +327,18 @@ registrar_check (NnicRegistrar *r, const NnicAlgorithmInfo *info, Entry **out, G
                  info->name, (int) info->kind);
     return FALSE;
   }
-  if (!check_keys (info, error))
-    return FALSE;
   g_autofree Entry *e = g_new0 (Entry, 1);
   memcpy (&e->info, info, MIN ((size_t) info->struct_size, sizeof (NnicAlgorithmInfo)));
-  if (!take_vtable (e, info->vtable, error))
+  if (!copy_keys (e, error))
     return FALSE;
+  if (!check_keys (&e->info, error)) {
+    g_free (e->keys);
+    return FALSE;
+  }
+  if (!take_vtable (e, info->vtable, error)) {
+    g_free (e->keys);
+    return FALSE;
+  }
   *out = g_steal_pointer (&e);
   return TRUE;
 }
@@ -327,6 +359,7 @@ nnic_registrar_add (NnicRegistrar *r, const NnicAlgorithmInfo *info, GError **er
     /* Not the plugin's fault: the first plugin found keeps the name. */
     problem (r->pending_problems, "%s: algorithm '%s' already provided by %s (ignored)", r->file,
              e->info.name, first->pub.plugin_file);
+    g_free (e->keys);
     g_free (e);
     return TRUE;
   }

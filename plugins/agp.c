@@ -138,6 +138,7 @@ static const NnicAlgorithmInfo agp_info = {
   .description = "Automated gradual pruning: cubic sparsity schedule over epochs, any masker (NNI's AGPPruner)",
   .keys = agp_keys,
   .n_keys = G_N_ELEMENTS (agp_keys),
+  .key_size = sizeof (NnicConfigKey),
   .vtable = &agp_vtable,
 };
 

@@ -201,7 +201,12 @@ START_TEST (test_good_plugins_load)
   ck_assert_str_eq (q->plugin_name, "nnic-test-good-second");
   ck_assert_str_eq (q->plugin_version, "0.1.0");
   ck_assert_str_eq (q->plugin_license, "Apache-2.0");
-  ck_assert_uint_eq (q->info->n_keys, 0);
+  /* Its keys were declared with a larger stride (key_size): read right. */
+  ck_assert_uint_eq (q->info->n_keys, 2);
+  ck_assert_str_eq (q->info->keys[0].name, "first_key");
+  ck_assert_str_eq (q->info->keys[1].name, "second_key");
+  ck_assert_int_eq (q->info->keys[1].type, NNIC_KEY_BOOL);
+  ck_assert_str_eq (q->info->keys[1].help, "two");
 
   /* A second lookup returns the same algorithm without scanning again. */
   ck_assert_ptr_eq (load ("test_masker"), m);
@@ -267,7 +272,7 @@ init_refusals (void)
   char *small_info = g_strdup_printf ("registration failed: algorithm info declares %zu bytes, "
                                       "plugin ABI %d.0 needs at least %zu",
                                       offsetof (NnicAlgorithmInfo, vtable), NNIC_ABI_MAJOR,
-                                      sizeof (NnicAlgorithmInfo));
+                                      offsetof (NnicAlgorithmInfo, vtable) + sizeof (void *));
   char *small_vtable = g_strdup_printf ("registration failed: algorithm 'broken': masker vtable "
                                         "declares %zu bytes, plugin ABI %d.0 needs at least %zu",
                                         offsetof (NnicMaskerVTable, calc_mask), NNIC_ABI_MAJOR,

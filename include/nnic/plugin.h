@@ -130,6 +130,10 @@ typedef struct {
   const NnicConfigKey *keys; /* accepted keys beyond the core schema */
   guint n_keys;
   const void *vtable;        /* NnicMaskerVTable, NnicPrunerVTable or NnicQuantizerVTable */
+  /* sizeof (NnicConfigKey) as the plugin was built: the stride of `keys`,
+   * so that NnicConfigKey can grow in later minor versions. 0 means the
+   * size of ABI 1.0. */
+  guint32 key_size;
 } NnicAlgorithmInfo;
 
 typedef struct _NnicRegistrar NnicRegistrar;

@@ -70,6 +70,7 @@ static const NnicAlgorithmInfo block_level_info = {
   .description = "Magnitude pruning of blocks of consecutive weights",
   .keys = block_level_keys,
   .n_keys = G_N_ELEMENTS (block_level_keys),
+  .key_size = sizeof (NnicConfigKey),
   .vtable = &block_level_vtable,
 };
 

@@ -31,7 +31,7 @@ has good-key out "keys     test_strength  number  [0, 1)  default 0.5  How hard 
 has good-keys-aligned out "             test_verbose      bool               default false          Say what it does"
 has good-required out "test_steps        int     [1, 1000]  required"
 has good-quantizer out "test_quantizer  quantizer"
-has good-no-keys out "keys     (none beyond the core's)"
+has good-future-keys out "first_key"
 lacks good-no-warnings err "warning:"
 
 run dup-and-bad "$dup:$good:$bad:/nonexistent/nnic-plugins"

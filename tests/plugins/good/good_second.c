@@ -12,12 +12,28 @@ static const NnicQuantizerVTable quantizer_vtable = {
   .quantize_weight = quantize_weight,
 };
 
+/* Keys as a plugin built against a later minor ABI would declare them,
+ * with a member NnicConfigKey does not have yet: the host must step
+ * through them by key_size and ignore the extra member. */
+typedef struct {
+  NnicConfigKey key;
+  double added_in_a_later_minor;
+} FutureKey;
+
+static const FutureKey future_keys[] = {
+  { { .name = "first_key", .type = NNIC_KEY_INT, .min = 1, .max = 8, .help = "one" }, 42.0 },
+  { { .name = "second_key", .type = NNIC_KEY_BOOL, .help = "two" }, 43.0 },
+};
+
 static const NnicAlgorithmInfo quantizer_info = {
   .struct_size = sizeof (NnicAlgorithmInfo),
   .kind = NNIC_ALGORITHM_QUANTIZER,
   .name = "test_quantizer",
   .description = "Quantizes nothing (a test plugin)",
   .vtable = &quantizer_vtable,
+  .keys = (const NnicConfigKey *) future_keys,
+  .n_keys = G_N_ELEMENTS (future_keys),
+  .key_size = sizeof (FutureKey),
 };
 
 static gboolean
