@@ -42,6 +42,34 @@ if [ -d /usr/share/datasets/fashion-mnist ] || [ -n "${NNIC_DATA_DIR:-}" ]; then
   eval_acc=$(sed -n 's/^accuracy: //p' "$tmp/out")
   [ "$eval_acc" = "$train_acc" ] && echo "ok   eval-matches-train" || { echo "FAIL eval $eval_acc != train $train_acc"; fails=$((fails+1)); }
   refuse eval-wrong-model "conv1.weight" "$nnic" eval --model lenet5 --checkpoint "$tmp/ck.safetensors" --limit 100
+
+  # compress: level at 0.5 on the checkpoint, a short fine-tune, and an export
+  # whose zeros are exactly those the report claims.
+  echo '[{"sparsity": 0.5, "op_types": ["default"]}]' > "$tmp/level.json"
+  check compress "$nnic" compress --model nni_cnn --checkpoint "$tmp/ck.safetensors" --config "$tmp/level.json" \
+    --algorithm level --finetune-epochs 1 --limit 1000 --eval-limit 500 --out "$tmp/pruned"
+  for line in "^fc1 .* 50.00%$" "^accuracy before: 0\.[0-9]\{4\}$" "^accuracy pruned: " "^accuracy after: " "^parameters kept: "; do
+    grep -q "$line" "$tmp/out" || { echo "FAIL compress output lacks '$line'"; cat "$tmp/out"; fails=$((fails+1)); }
+  done
+  if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+    check export-matches-report /usr/bin/python3 "$(dirname "$0")/check_export.py" "$tmp/pruned"
+  else
+    echo "SKIP export-matches-report: no python3-numpy"
+  fi
+  echo '[{"sparsty": 0.5, "op_types": ["default"]}]' > "$tmp/typo.json"
+  refuse compress-typo "typo.json: level: config_list[0].sparsty: unknown key; did you mean 'sparsity'?" \
+    "$nnic" compress --checkpoint "$tmp/ck.safetensors" --config "$tmp/typo.json" --algorithm level --out "$tmp/x" --limit 10 --eval-limit 10
+  refuse compress-unknown-algorithm "did you mean 'level'" \
+    "$nnic" compress --checkpoint "$tmp/ck.safetensors" --config "$tmp/level.json" --algorithm levle --out "$tmp/x" --limit 10 --eval-limit 10
+  check compress-agp "$nnic" compress --checkpoint "$tmp/ck.safetensors" --algorithm agp --finetune-epochs 2 \
+    --config <(echo '[{"initial_sparsity": 0.0, "final_sparsity": 0.6, "start_epoch": 0, "end_epoch": 2, "op_types": ["default"]}]') \
+    --limit 500 --eval-limit 200 --out "$tmp/agp"
+  grep -q "^fc1 .* 60.00%$" "$tmp/out" || { echo "FAIL agp did not reach 0.6"; cat "$tmp/out"; fails=$((fails+1)); }
+  echo '[{"quant_types": ["weight"], "quant_bits": 8, "op_types": ["Conv2d", "Linear"]}]' > "$tmp/naive.json"
+  check compress-naive "$nnic" compress --checkpoint "$tmp/ck.safetensors" --config "$tmp/naive.json" --algorithm naive \
+    --finetune-epochs 0 --limit 100 --eval-limit 500 --out "$tmp/naive"
+  check plugins "$nnic" plugins
+  for name in level agp naive; do grep -qw "$name" "$tmp/out" || { echo "FAIL nnic plugins lacks $name"; fails=$((fails+1)); }; done
 else
   echo "SKIP train/eval: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
 fi
