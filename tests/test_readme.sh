@@ -9,9 +9,29 @@ awk -v dir="$tmp" '/^```c$/ { n++; f = dir "/block" n ".c"; inside = 1; next }
 shopt -s nullglob
 blocks=("$tmp"/block*.c)
 [ ${#blocks[@]} -gt 0 ] || { echo "README.md has no C block"; exit 1; }
+# A block with main() is a program; one with NNIC_PLUGIN_DEFINE a plugin;
+# anything else a fragment, compiled as the body of a function that has
+# `model`, `opt` and `err` at hand.
+export PKG_CONFIG_PATH="$build/meson-uninstalled"
 for f in "${blocks[@]}"; do
-  # shellcheck disable=SC2046
-  cc -std=c11 -Wall -Wextra -Werror ${NNIC_SANITIZE_FLAGS:-} "$f" -o "${f%.c}" \
-    $(PKG_CONFIG_PATH="$build/meson-uninstalled" pkg-config --cflags --libs nnic) -Wl,-rpath,"$build/core"
-  echo "ok   $(basename "$f") compiles and links"
+  flags=(-std=c11 -Wall -Wextra -Werror ${NNIC_SANITIZE_FLAGS:-})
+  if grep -q '^main (' "$f"; then
+    # shellcheck disable=SC2046
+    cc "${flags[@]}" "$f" -o "${f%.c}" $(pkg-config --cflags --libs nnic) -Wl,-rpath,"$build/core"
+    echo "ok   $(basename "$f"): a program, compiles and links"
+  elif grep -q 'NNIC_PLUGIN_DEFINE' "$f"; then
+    # shellcheck disable=SC2046
+    cc "${flags[@]}" -shared -fPIC "$f" -o "${f%.c}.so" $(pkg-config --cflags --libs nnic)
+    echo "ok   $(basename "$f"): a plugin, compiles"
+  else
+    { echo '#include <nnic/nnic.h>'
+      echo 'void readme_fragment (NnicModel *model, NnicOptimizer *opt);'
+      echo 'void readme_fragment (NnicModel *model, NnicOptimizer *opt) {'
+      echo 'g_autoptr (GError) err = NULL;'
+      cat "$f"
+      echo '}'; } > "${f%.c}_fragment.c"
+    # shellcheck disable=SC2046
+    cc "${flags[@]}" -c "${f%.c}_fragment.c" -o "${f%.c}.o" $(pkg-config --cflags nnic)
+    echo "ok   $(basename "$f"): a fragment, compiles"
+  fi
 done
