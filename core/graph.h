@@ -54,7 +54,14 @@ struct _NnicNode {
   NnicTensor *pgrad[NNIC_MAX_NODE_PARAMS];
   struct _NnicSubstitute *subst[NNIC_MAX_NODE_PARAMS]; /* executor-owned */
   gboolean requires_grad;  /* some gradient flows through this node */
-  guint n_hooks;           /* forward hooks attached (fast skip when 0) */
+  guint n_hooks;           /* hooks attached (fast skip when 0) */
+  /* An input transform (nnic_model_set_input_transform): inputs[0] is then
+   * a shadow node owned by this one, holding the transformed copy of
+   * real_input's output; its gradient is mapped and added to real_input's. */
+  NnicNode *real_input;
+  NnicForwardHook in_fn;
+  NnicBackwardHook in_grad_fn;
+  gpointer in_user;
 
   /* op-specific options (a copy of the spec) and state */
   union {

@@ -8,11 +8,14 @@
 #include <string.h>
 #include <time.h>
 
+typedef enum { HOOK_POST, HOOK_PRE, HOOK_BACKWARD } HookKind;
+
 typedef struct {
   guint id;
   guint node;
-  gboolean pre;         /* runs before the node's forward */
+  HookKind kind;
   NnicPreForwardHook pre_fn;
+  NnicBackwardHook bwd_fn;
   NnicForwardHook fn;
   gpointer user_data;
   GDestroyNotify destroy;
@@ -75,6 +78,8 @@ node_free (NnicNode *n)
     nnic_tensor_free (n->cache[i]);
   nnic_tensor_free (n->out);
   nnic_tensor_free (n->gout);
+  if (n->real_input)
+    node_free (n->inputs[0]); /* the shadow */
   g_free (n->inputs);
   g_free (n->name);
   g_free (n);
@@ -549,6 +554,8 @@ plan_grads (NnicModel *m)
 {
   for (guint i = 0; i < m->nodes->len; i++) {
     NnicNode *n = node_at (m, i);
+    if (n->real_input)
+      n->inputs[0]->requires_grad = n->real_input->requires_grad;
     gboolean rg = (i == 0 && m->want_input_grad);
     for (guint k = 0; k < n->n_params && !rg; k++)
       rg = n->grad[k] != NULL;
@@ -584,6 +591,20 @@ reshape (NnicModel *m, int64_t batch, GError **error)
     if (n->requires_grad &&
         !(n->gout = nnic_tensor_new (NNIC_DTYPE_F32, n->shape_ndim + 1, shape, error)))
       goto fail;
+    if (n->real_input) {
+      NnicNode *shadow = n->inputs[0];
+      nnic_tensor_free (shadow->out);
+      nnic_tensor_free (shadow->gout);
+      shadow->gout = NULL;
+      int64_t in_shape[NNIC_MAX_DIMS + 1] = { batch };
+      memcpy (in_shape + 1, shadow->shape, sizeof (int64_t) * (size_t) shadow->shape_ndim);
+      if (!(shadow->out = nnic_tensor_new (NNIC_DTYPE_F32, shadow->shape_ndim + 1, in_shape, error)))
+        goto fail;
+      if (shadow->requires_grad &&
+          !(shadow->gout = nnic_tensor_new (NNIC_DTYPE_F32, shadow->shape_ndim + 1, in_shape, error)))
+        goto fail;
+      shadow->batch = batch;
+    }
     n->batch = batch;
     if (n->op->reshape && !n->op->reshape (n, batch, error))
       goto fail;
@@ -638,17 +659,44 @@ nnic_model_node_time (const NnicModel *m, guint i, double *forward_s, double *ba
 }
 
 static void
-run_hooks (NnicModel *m, NnicNode *n, gboolean pre)
+run_hooks (NnicModel *m, NnicNode *n, HookKind kind)
 {
   for (guint h = 0; h < m->hooks->len; h++) {
     ForwardHook *hook = &g_array_index (m->hooks, ForwardHook, h);
-    if (hook->node != n->index || hook->pre != pre)
+    if (hook->node != n->index || hook->kind != kind)
       continue;
-    if (pre)
+    if (kind == HOOK_PRE)
       hook->pre_fn (m, n->index, hook->user_data);
-    else
+    else if (kind == HOOK_POST)
       hook->fn (m, n->index, n->out, hook->user_data);
+    else if (n->gout)
+      hook->bwd_fn (m, n->index, n->gout, hook->user_data);
   }
+}
+
+/* Before a node's forward: its private, transformed copy of the input. */
+static void
+transform_input (NnicModel *m, NnicNode *n)
+{
+  NnicNode *shadow = n->inputs[0];
+  memcpy (shadow->out->data, n->real_input->out->data, nnic_tensor_nbytes (shadow->out));
+  n->in_fn (m, n->index, shadow->out, n->in_user);
+}
+
+/* After a node's backward: the gradient of the transformed input, mapped
+ * by the transform's backward, goes to the real input. */
+static void
+route_input_grad (NnicModel *m, NnicNode *n)
+{
+  NnicNode *shadow = n->inputs[0];
+  if (!shadow->gout || !n->real_input->gout)
+    return;
+  if (n->in_grad_fn)
+    n->in_grad_fn (m, n->index, shadow->gout, n->in_user);
+  float *restrict dst = n->real_input->gout->f32;
+  const float *restrict src = shadow->gout->f32;
+  for (int64_t i = 0; i < shadow->gout->numel; i++)
+    dst[i] += src[i];
 }
 
 const NnicTensor *
@@ -672,17 +720,19 @@ nnic_model_forward (NnicModel *m, const NnicTensor *input, GError **error)
   /* The layers run BLAS in their own threads (core/parallel.h). */
   int blas = nnic_blas_single_begin ();
   if (in->n_hooks)
-    run_hooks (m, in, FALSE);
+    run_hooks (m, in, HOOK_POST);
   for (guint i = 1; i <= m->output; i++) {
     NnicNode *n = node_at (m, i);
     if (n->n_hooks)
-      run_hooks (m, n, TRUE);
+      run_hooks (m, n, HOOK_PRE);
+    if (n->real_input)
+      transform_input (m, n);
     double t0 = m->profiling ? now_s () : 0;
     n->op->forward (n, m->training);
     if (m->profiling)
       g_array_index (m->prof_fwd, double, i) += now_s () - t0;
     if (n->n_hooks)
-      run_hooks (m, n, FALSE);
+      run_hooks (m, n, HOOK_POST);
   }
   nnic_blas_single_end (blas);
   return node_at (m, m->output)->out;
@@ -749,9 +799,15 @@ nnic_model_backward (NnicModel *m, const NnicTensor *grad_output, GError **error
     NnicNode *n = node_at (m, i);
     if (!n->requires_grad)
       continue;
+    if (n->n_hooks)
+      run_hooks (m, n, HOOK_BACKWARD);
+    if (n->real_input && n->inputs[0]->gout)
+      nnic_tensor_zero (n->inputs[0]->gout);
     double t0 = m->profiling ? now_s () : 0;
     n->op->backward (n);
     route_substitute_grads (m, n);
+    if (n->real_input)
+      route_input_grad (m, n);
     if (m->profiling)
       g_array_index (m->prof_bwd, double, i) += now_s () - t0;
   }
@@ -778,12 +834,13 @@ nnic_model_input_grad (NnicModel *m)
 /* ---- hooks ---- */
 
 static guint
-add_hook (NnicModel *m, const char *node_name, gboolean pre, NnicPreForwardHook pre_fn,
-          NnicForwardHook fn, gpointer user_data, GDestroyNotify destroy, GError **error)
+add_hook (NnicModel *m, const char *node_name, HookKind kind, NnicPreForwardHook pre_fn,
+          NnicForwardHook fn, NnicBackwardHook bwd_fn, gpointer user_data, GDestroyNotify destroy,
+          GError **error)
 {
   int i = nnic_model_find_node (m, node_name);
-  if (i < 0 || (!fn && !pre_fn)) {
-    if (!fn && !pre_fn) {
+  if (i < 0 || (!fn && !pre_fn && !bwd_fn)) {
+    if (!fn && !pre_fn && !bwd_fn) {
       g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "a forward hook needs a function");
     } else {
       g_autofree char *hint = node_names_hint (m, node_name);
@@ -792,7 +849,7 @@ add_hook (NnicModel *m, const char *node_name, gboolean pre, NnicPreForwardHook 
     }
     return 0;
   }
-  ForwardHook h = { m->next_hook_id++, (guint) i, pre, pre_fn, fn, user_data, destroy };
+  ForwardHook h = { m->next_hook_id++, (guint) i, kind, pre_fn, bwd_fn, fn, user_data, destroy };
   g_array_append_val (m->hooks, h);
   node_at (m, (guint) i)->n_hooks++;
   return h.id;
@@ -802,14 +859,61 @@ guint
 nnic_model_add_forward_hook (NnicModel *m, const char *node_name, NnicForwardHook fn,
                              gpointer user_data, GDestroyNotify destroy, GError **error)
 {
-  return add_hook (m, node_name, FALSE, NULL, fn, user_data, destroy, error);
+  return add_hook (m, node_name, HOOK_POST, NULL, fn, NULL, user_data, destroy, error);
 }
 
 guint
 nnic_model_add_pre_forward_hook (NnicModel *m, const char *node_name, NnicPreForwardHook fn,
                                  gpointer user_data, GDestroyNotify destroy, GError **error)
 {
-  return add_hook (m, node_name, TRUE, fn, NULL, user_data, destroy, error);
+  return add_hook (m, node_name, HOOK_PRE, fn, NULL, NULL, user_data, destroy, error);
+}
+
+guint
+nnic_model_add_backward_hook (NnicModel *m, const char *node_name, NnicBackwardHook fn,
+                              gpointer user_data, GDestroyNotify destroy, GError **error)
+{
+  return add_hook (m, node_name, HOOK_BACKWARD, NULL, NULL, fn, user_data, destroy, error);
+}
+
+gboolean
+nnic_model_set_input_transform (NnicModel *m, const char *node_name, NnicForwardHook fn,
+                                NnicBackwardHook grad_fn, gpointer user_data, GError **error)
+{
+  int i = nnic_model_find_node (m, node_name);
+  if (i <= 0) {
+    g_autofree char *hint = node_names_hint (m, node_name);
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_NOT_FOUND, "no layer named '%s'%s",
+                 node_name ? node_name : "(null)", hint);
+    return FALSE;
+  }
+  NnicNode *n = node_at (m, (guint) i);
+  if (n->real_input) { /* remove the old transform first */
+    node_free (n->inputs[0]);
+    n->inputs[0] = n->real_input;
+    n->real_input = NULL;
+  }
+  if (fn) {
+    /* The shadow stands in for the producer: same shape and index, its own
+     * buffers (made in reshape). */
+    NnicNode *real = n->inputs[0];
+    NnicNode *shadow = g_new0 (NnicNode, 1);
+    shadow->name = g_strdup (real->name);
+    shadow->op = &nnic_op_input;
+    shadow->model = m;
+    shadow->index = real->index;
+    shadow->shape_ndim = real->shape_ndim;
+    memcpy (shadow->shape, real->shape, sizeof shadow->shape);
+    shadow->inputs = g_new0 (NnicNode *, 1);
+    n->real_input = real;
+    n->inputs[0] = shadow;
+    n->in_fn = fn;
+    n->in_grad_fn = grad_fn;
+    n->in_user = user_data;
+  }
+  m->batch = 0;
+  m->grads_planned = FALSE;
+  return TRUE;
 }
 
 gboolean

@@ -308,6 +308,135 @@ START_TEST (test_init_is_seeded)
 }
 END_TEST
 
+/* a (Linear 4→3) feeds b and c (Linear 3→2 each), whose outputs are added. */
+static NnicModel *
+fork_model (float b_scale)
+{
+  GError *err = NULL;
+  NnicModel *m = nnic_model_new_flat (4);
+  nnic_model_add_linear (m, "a", NULL, &(NnicLinearSpec) { .in_features = 4, .out_features = 3 }, &err);
+  nnic_model_add_linear (m, "b", "a", &(NnicLinearSpec) { .in_features = 3, .out_features = 2 }, &err);
+  nnic_model_add_linear (m, "c", "a", &(NnicLinearSpec) { .in_features = 3, .out_features = 2 }, &err);
+  nnic_model_add_add (m, "sum", "b", "c", &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  nnic_model_init_params (m, 11);
+  NnicTensor *bw = nnic_model_find_param (m, "b.weight", &err)->value;
+  for (int64_t i = 0; i < bw->numel; i++)
+    bw->f32[i] *= b_scale;
+  return m;
+}
+
+static void
+times_two (NnicModel *m, guint node, NnicTensor *t, gpointer user_data)
+{
+  (void) m, (void) node, (void) user_data;
+  for (int64_t i = 0; i < t->numel; i++)
+    t->f32[i] *= 2.0f;
+}
+
+static void
+grad_times_two (NnicModel *m, guint node, NnicTensor *g, gpointer user_data)
+{
+  times_two (m, node, g, user_data);
+}
+
+static void
+grad_zero (NnicModel *m, guint node, NnicTensor *g, gpointer user_data)
+{
+  (void) m, (void) node, (void) user_data;
+  nnic_tensor_zero (g);
+}
+
+/* Forward and backward of a fork model on a fixed batch; returns a's weight grad. */
+static NnicTensor *
+fork_step (NnicModel *m, NnicTensor **out)
+{
+  GError *err = NULL;
+  g_autoptr (NnicTensor) x = nnic_tensor_new_f32 (&err, 2, (int64_t) 5, (int64_t) 4);
+  for (int64_t i = 0; i < x->numel; i++)
+    x->f32[i] = (float) ((i * 7 % 11) - 5) / 5.0f;
+  const NnicTensor *y = nnic_model_forward (m, x, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  *out = nnic_tensor_copy (y, &err);
+  g_autoptr (NnicTensor) g = nnic_tensor_new_like (y, &err);
+  for (int64_t i = 0; i < g->numel; i++)
+    g->f32[i] = (float) (i % 3) - 1.0f;
+  nnic_model_zero_grad (m);
+  ck_assert (nnic_model_backward (m, g, &err));
+  return nnic_tensor_copy (nnic_model_find_param (m, "a.weight", &err)->grad, &err);
+}
+
+static void
+assert_close (const NnicTensor *a, const NnicTensor *b)
+{
+  ck_assert_int_eq (a->numel, b->numel);
+  for (int64_t i = 0; i < a->numel; i++)
+    ck_assert_float_eq_tol (a->f32[i], b->f32[i], 1e-5);
+}
+
+START_TEST (test_input_transform)
+{
+  GError *err = NULL;
+  /* b reading 2·a is b with twice the weights; with the transform's true
+   * derivative (×2) as its backward, the gradients agree too. */
+  g_autoptr (NnicModel) ref = fork_model (2.0f);
+  g_autoptr (NnicModel) m = fork_model (1.0f);
+  ck_assert (nnic_model_set_input_transform (m, "b", times_two, grad_times_two, NULL, &err));
+  NnicTensor *y_ref, *y;
+  g_autoptr (NnicTensor) ga_ref = fork_step (ref, &y_ref);
+  g_autoptr (NnicTensor) ga = fork_step (m, &y);
+  assert_close (y, y_ref);
+  assert_close (ga, ga_ref);
+  nnic_tensor_free (y);
+
+  /* c still reads a itself: its weight gradient is the reference's. */
+  assert_close (nnic_model_find_param (m, "c.weight", &err)->grad, nnic_model_find_param (ref, "c.weight", &err)->grad);
+
+  /* Straight-through (no backward given): the gradient reaching a through
+   * b is that of b with its own weights, as if the transform were identity. */
+  g_autoptr (NnicModel) plain = fork_model (1.0f);
+  ck_assert (nnic_model_set_input_transform (m, "b", times_two, NULL, NULL, &err));
+  g_autoptr (NnicTensor) ga_ste = fork_step (m, &y);
+  nnic_tensor_free (y);
+  g_autoptr (NnicTensor) ga_plain = fork_step (plain, &y);
+  nnic_tensor_free (y);
+  /* b's output gradient is the same in both (the Add passes it on), so a's
+   * gradient through b matches the untransformed model's. */
+  assert_close (ga_ste, ga_plain);
+
+  /* Removing the transform restores the plain model. */
+  ck_assert (nnic_model_set_input_transform (m, "b", NULL, NULL, NULL, &err));
+  g_autoptr (NnicTensor) ga_none = fork_step (m, &y);
+  nnic_tensor_free (y);
+  nnic_tensor_free (y_ref);
+  assert_close (ga_none, ga_plain);
+  ck_assert (!nnic_model_set_input_transform (m, "input", times_two, NULL, NULL, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_NOT_FOUND, "no layer named 'input'");
+  g_clear_error (&err);
+}
+END_TEST
+
+START_TEST (test_backward_hook)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = fork_model (1.0f);
+  guint id = nnic_model_add_backward_hook (m, "b", grad_zero, NULL, NULL, &err);
+  ck_assert_uint_gt (id, 0);
+  NnicTensor *y;
+  g_autoptr (NnicTensor) ga = fork_step (m, &y);
+  nnic_tensor_free (y);
+  NnicTensor *gb = nnic_model_find_param (m, "b.weight", &err)->grad;
+  for (int64_t i = 0; i < gb->numel; i++)
+    ck_assert_float_eq (gb->f32[i], 0.0f);
+  NnicTensor *gc = nnic_model_find_param (m, "c.weight", &err)->grad;
+  float s = 0;
+  for (int64_t i = 0; i < gc->numel; i++)
+    s += fabsf (gc->f32[i]);
+  ck_assert (s > 0);
+  ck_assert (nnic_model_remove_forward_hook (m, id, &err));
+}
+END_TEST
+
 int
 main (void)
 {
@@ -321,6 +450,8 @@ main (void)
   tcase_add_test (tc, test_builtins);
   tcase_add_test (tc, test_nni_cnn_matches_nni);
   tcase_add_test (tc, test_init_is_seeded);
+  tcase_add_test (tc, test_input_transform);
+  tcase_add_test (tc, test_backward_hook);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }

@@ -72,6 +72,70 @@ pre_forward (NnicModel *m, guint node, gpointer user_data)
     nnic_wrapper_apply_masks (w);
 }
 
+/* Keeps a copy of x in *saved for quant_backward (reallocated only when
+ * the batch shape changes). */
+static void
+save_copy (NnicTensor **saved, const NnicTensor *x)
+{
+  if (!*saved || !nnic_tensor_same_shape (*saved, x)) {
+    nnic_tensor_free (*saved);
+    *saved = nnic_tensor_new_like (x, NULL);
+  }
+  if (*saved)
+    memcpy ((*saved)->data, x->data, nnic_tensor_nbytes (x));
+}
+
+/* Quantizes a tensor in place, keeping the float original when the
+ * quantizer has its own backward (which needs it). */
+static void
+quantize_in_place (NnicWrapper *w, NnicQuantType type, NnicTensor *x)
+{
+  NnicCompressor *c = w->compressor;
+  const NnicQuantizerVTable *vt = quantizer_vt (c->algorithm);
+  void (*fn) (gpointer, NnicWrapper *, NnicTensor *) =
+      type == NNIC_QUANT_INPUT ? vt->quantize_input : vt->quantize_output;
+  if (!fn)
+    return;
+  if (vt->quant_backward)
+    save_copy (type == NNIC_QUANT_INPUT ? &w->pre_input : &w->pre_output, x);
+  fn (c->state, w, x);
+}
+
+static void
+quantize_input (NnicModel *m, guint node, NnicTensor *x, gpointer user_data)
+{
+  (void) m;
+  (void) node;
+  quantize_in_place (user_data, NNIC_QUANT_INPUT, x);
+}
+
+/* quant_backward for an input or output: d/d(float) from d/d(quantized). */
+static void
+quant_grad_tensor (NnicWrapper *w, NnicQuantType type, NnicTensor *grad)
+{
+  NnicCompressor *c = w->compressor;
+  const NnicQuantizerVTable *vt = quantizer_vt (c->algorithm);
+  NnicTensor *x = type == NNIC_QUANT_INPUT ? w->pre_input : w->pre_output;
+  if (vt->quant_backward && x && nnic_tensor_same_shape (x, grad))
+    vt->quant_backward (c->state, w, type, x, grad);
+}
+
+static void
+input_grad (NnicModel *m, guint node, NnicTensor *grad, gpointer user_data)
+{
+  (void) m;
+  (void) node;
+  quant_grad_tensor (user_data, NNIC_QUANT_INPUT, grad);
+}
+
+static void
+output_grad (NnicModel *m, guint node, NnicTensor *grad, gpointer user_data)
+{
+  (void) m;
+  (void) node;
+  quant_grad_tensor (user_data, NNIC_QUANT_OUTPUT, grad);
+}
+
 static void
 post_forward (NnicModel *m, guint node, NnicTensor *output, gpointer user_data)
 {
@@ -79,11 +143,8 @@ post_forward (NnicModel *m, guint node, NnicTensor *output, gpointer user_data)
   (void) node;
   NnicWrapper *w = user_data;
   NnicCompressor *c = w->compressor;
-  if (c->mode == MODE_QUANTIZER && (w->quant_types & NNIC_QUANT_OUTPUT)) {
-    const NnicQuantizerVTable *vt = quantizer_vt (c->algorithm);
-    if (vt->quantize_output)
-      vt->quantize_output (c->state, w, output);
-  }
+  if (c->mode == MODE_QUANTIZER && (w->quant_types & NNIC_QUANT_OUTPUT))
+    quantize_in_place (w, NNIC_QUANT_OUTPUT, output);
   for (guint i = 0; i < c->collectors->len; i++) {
     Collector *col = &g_array_index (c->collectors, Collector, i);
     col->fn (c, w, output, col->user_data);
@@ -208,12 +269,11 @@ wrap_nodes (NnicCompressor *c, const NnicConfigList *config, GError **error)
                    c->mode == MODE_QUANTIZER ? "quantize" : "prune");
       return FALSE;
     }
-    if (w->quant_types & NNIC_QUANT_INPUT) {
-      g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
-                   "config_list[%d].quant_types: input quantization is not supported yet ('%s'); "
-                   "quantize the previous layer's output instead", e, nnic_wrapper_name (w));
+    if ((w->quant_types & NNIC_QUANT_INPUT) &&
+        !nnic_model_set_input_transform (m, nnic_wrapper_name (w), quantize_input,
+                                         quantizer_vt (c->algorithm)->quant_backward ? input_grad : NULL,
+                                         w, error))
       return FALSE;
-    }
     guint id = nnic_model_add_pre_forward_hook (m, nnic_wrapper_name (w), pre_forward, w, NULL, error);
     if (!id)
       return FALSE;
@@ -222,6 +282,11 @@ wrap_nodes (NnicCompressor *c, const NnicConfigList *config, GError **error)
       if (!(id = nnic_model_add_forward_hook (m, nnic_wrapper_name (w), post_forward, w, NULL, error)))
         return FALSE;
       g_array_append_val (c->model_hooks, id);
+      if (quantizer_vt (c->algorithm)->quant_backward) {
+        if (!(id = nnic_model_add_backward_hook (m, nnic_wrapper_name (w), output_grad, w, NULL, error)))
+          return FALSE;
+        g_array_append_val (c->model_hooks, id);
+      }
     }
   }
   if (c->wrappers->len == 0) {
@@ -288,6 +353,8 @@ nnic_compressor_free (NnicCompressor *c)
     NnicWrapper *w = g_ptr_array_index (c->wrappers, i);
     if (w->qweight)
       nnic_model_substitute_param (c->model, w->weight->name, NULL, NULL, NULL, NULL);
+    if (w->quant_types & NNIC_QUANT_INPUT)
+      nnic_model_set_input_transform (c->model, nnic_wrapper_name (w), NULL, NULL, NULL, NULL);
   }
   if (c->algorithm) {
     if (c->mode == MODE_PRUNER && c->state && pruner_vt (c->algorithm)->destroy)

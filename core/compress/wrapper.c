@@ -42,6 +42,8 @@ nnic_wrapper_free (NnicWrapper *w)
   nnic_tensor_free (w->weight_mask);
   nnic_tensor_free (w->bias_mask);
   nnic_tensor_free (w->qweight);
+  nnic_tensor_free (w->pre_input);
+  nnic_tensor_free (w->pre_output);
   g_hash_table_destroy (w->attrs);
   json_object_unref (w->config);
   g_free (w);

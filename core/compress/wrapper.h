@@ -22,6 +22,9 @@ struct _NnicWrapper {
   gboolean if_calculated;  /* one-shot: the mask is computed (NNI's if_calculated) */
   GHashTable *attrs;       /* char * → NnicAttr * */
   NnicTensor *qweight;     /* quantizers: the fake-quantized weight forward reads */
+  /* quantizers with their own backward: the input and output as they were
+   * before quantization, for quant_backward (NNI's QuantGrad saves them) */
+  NnicTensor *pre_input, *pre_output;
   guint quant_types;       /* NnicQuantType bits of the entry */
 };
 

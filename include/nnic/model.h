@@ -161,6 +161,21 @@ typedef void (*NnicPreForwardHook) (NnicModel *m, guint node, gpointer user_data
 guint nnic_model_add_pre_forward_hook (NnicModel *m, const char *node_name, NnicPreForwardHook fn,
                                        gpointer user_data, GDestroyNotify destroy, GError **error);
 
+/* Called before a node's backward with dL/d(its output), which the hook
+ * may change in place (a quantizer's backward for its output). */
+typedef void (*NnicBackwardHook) (NnicModel *m, guint node, NnicTensor *grad_output, gpointer user_data);
+guint nnic_model_add_backward_hook (NnicModel *m, const char *node_name, NnicBackwardHook fn,
+                                    gpointer user_data, GDestroyNotify destroy, GError **error);
+
+/* Input transform of a node's first input, for that node alone (other
+ * consumers of the same tensor see it unchanged): before the node's
+ * forward, `fn` transforms a private copy of the input in place; in
+ * backward, `grad_fn` (NULL: identity, the straight-through estimator)
+ * maps dL/d(transformed input) in place before it reaches the producer.
+ * fn = NULL removes the transform. */
+gboolean nnic_model_set_input_transform (NnicModel *m, const char *node_name, NnicForwardHook fn,
+                                         NnicBackwardHook grad_fn, gpointer user_data, GError **error);
+
 /* Weight substitution: forward reads `substitute` in place of the named
  * parameter (a masked or quantized copy); backward computes the gradient
  * with respect to the substitute and hands it to `grad_hook` (NULL: the
