@@ -308,6 +308,88 @@ START_TEST (test_naive_quantizer)
 }
 END_TEST
 
+/* fc2 with its input rounded to 0.5 steps and its output clamped to
+ * [-1, 1] by the test quantizer, forward and backward checked by hand. */
+START_TEST (test_input_output_quantization)
+{
+  GError *err = NULL;
+  g_autofree char *path = g_strconcat (g_getenv ("NNIC_PLUGIN_PATH"), ":", NNIC_TEST_PLUGINS_QUANT, NULL);
+  setenv ("NNIC_PLUGIN_PATH", path, 1);
+  nnic_registry_reset ();
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config (
+      "[{\"quant_types\": [\"input\", \"output\"], \"quant_bits\": 8, \"op_names\": [\"fc2\"]}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "test_clip_quant", cl, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  /* Larger weights, so that some outputs fall outside [-1, 1]. */
+  NnicParam *w = nnic_model_find_param (m, "fc2.weight", &err), *b = nnic_model_find_param (m, "fc2.bias", &err);
+  for (int64_t i = 0; i < w->value->numel; i++)
+    w->value->f32[i] *= 8.0f;
+
+  NnicRng r;
+  nnic_rng_seed (&r, 4);
+  const int64_t B = 3, IN = 500, OUT = 10;
+  g_autoptr (NnicTensor) x = nnic_tensor_new_f32 (&err, 4, B, (int64_t) 1, (int64_t) 28, (int64_t) 28);
+  for (int64_t i = 0; i < x->numel; i++)
+    x->f32[i] = (float) (nnic_rng_uniform (&r) * 4.0);
+  g_autoptr (NnicTensor) y = nnic_tensor_copy (nnic_model_forward (m, x, &err), &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  /* relu3 itself is not changed: fc2 quantizes a private copy. */
+  const NnicTensor *h = nnic_model_node_output (m, "relu3");
+  gboolean fractional = FALSE;
+  for (int64_t i = 0; i < h->numel; i++)
+    fractional |= h->f32[i] * 2.0f != roundf (h->f32[i] * 2.0f);
+  ck_assert (fractional);
+
+  g_autoptr (NnicTensor) g = nnic_tensor_new_like (y, &err);
+  nnic_tensor_fill (g, 1.0f);
+  nnic_model_zero_grad (m);
+  ck_assert (nnic_model_backward (m, g, &err));
+  int clipped = 0;
+  for (int64_t bi = 0; bi < B; bi++)
+    for (int64_t o = 0; o < OUT; o++) {
+      double pre = b->value->f32[o];
+      for (int64_t i = 0; i < IN; i++)
+        pre += (double) w->value->f32[o * IN + i] * (roundf (h->f32[bi * IN + i] * 2.0f) / 2.0f);
+      ck_assert_float_eq_tol (y->f32[bi * OUT + o], (float) fmin (1.0, fmax (-1.0, pre)), 1e-3);
+      clipped += fabs (pre) > 1.0;
+    }
+  ck_assert_int_gt (clipped, 0);
+  /* ClipGrad: fc2's bias gradient counts only the outputs inside [-1, 1]. */
+  for (int64_t o = 0; o < OUT; o++) {
+    double want = 0;
+    for (int64_t bi = 0; bi < B; bi++) {
+      double pre = b->value->f32[o];
+      for (int64_t i = 0; i < IN; i++)
+        pre += (double) w->value->f32[o * IN + i] * (roundf (h->f32[bi * IN + i] * 2.0f) / 2.0f);
+      want += fabs (pre) > 1.0 ? 0.0 : 1.0;
+    }
+    ck_assert_float_eq_tol (b->grad->f32[o], (float) want, 1e-4);
+  }
+  /* The input's own backward (halving) ran before the gradient reached
+   * relu3: fc1's bias gradient is sum_b [0 < fc1 < 6] * 0.5 * sum_o
+   * clip(b, o) * W[o, j]. */
+  const NnicTensor *f1 = nnic_model_node_output (m, "fc1");
+  const NnicTensor *gb1 = nnic_model_find_param (m, "fc1.bias", &err)->grad;
+  for (int64_t j = 0; j < IN; j += 37) {
+    double want = 0;
+    for (int64_t bi = 0; bi < B; bi++) {
+      float v = f1->f32[bi * IN + j];
+      if (!(v > 0.0f && v < 6.0f))
+        continue;
+      for (int64_t o = 0; o < OUT; o++) {
+        double pre = b->value->f32[o];
+        for (int64_t i = 0; i < IN; i++)
+          pre += (double) w->value->f32[o * IN + i] * (roundf (h->f32[bi * IN + i] * 2.0f) / 2.0f);
+        want += 0.5 * (fabs (pre) > 1.0 ? 0.0 : 1.0) * w->value->f32[o * IN + j];
+      }
+    }
+    ck_assert_float_eq_tol (gb1->f32[j], (float) want, 1e-4);
+  }
+}
+END_TEST
+
 START_TEST (test_creation_errors)
 {
   GError *err = NULL;
@@ -335,6 +417,7 @@ main (void)
   tcase_add_test (tc, test_attributes);
   tcase_add_test (tc, test_naive_quantizer);
   tcase_add_test (tc, test_creation_errors);
+  tcase_add_test (tc, test_input_output_quantization);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }
