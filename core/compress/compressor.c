@@ -481,6 +481,20 @@ nnic_compressor_steps (const NnicCompressor *c)
   return c->steps;
 }
 
+
+gboolean
+nnic_compressor_restore_steps (NnicCompressor *c, guint64 steps)
+{
+  c->steps = steps;
+  return TRUE;
+}
+
+const char *
+nnic_compressor_algorithm_name (NnicCompressor *c)
+{
+  return c->algorithm->info->name;
+}
+
 const char *
 nnic_compressor_masker (const NnicCompressor *c)
 {

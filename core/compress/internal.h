@@ -20,3 +20,8 @@ int nnic_config_list_select (const NnicConfigList *cl, const NnicModel *m, guint
 /* A quantizer entry's quant types (NnicQuantType bits) and the bits for one type. */
 guint nnic_config_entry_quant_types (JsonObject *entry);
 int nnic_config_entry_quant_bits (JsonObject *entry, NnicQuantType type);
+
+/* ---- compressor.c, for checkpoint.c ---- */
+
+gboolean nnic_compressor_restore_steps (NnicCompressor *c, guint64 steps);
+const char *nnic_compressor_algorithm_name (NnicCompressor *c);

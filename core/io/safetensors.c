@@ -594,18 +594,26 @@ state_entry (const NnicParam *p, GError **error)
 }
 
 gboolean
-nnic_model_save (NnicModel *m, const char *path, GError **error)
+nnic_model_add_state (NnicModel *m, NnicTensorDict *d, GError **error)
 {
-  g_return_val_if_fail (m != NULL && path != NULL, FALSE);
-  g_autoptr (NnicTensorDict) d = nnic_tensor_dict_new ();
   guint n = nnic_model_n_params (m);
   for (guint i = 0; i < n; i++) {
     const NnicParam *p = nnic_model_param (m, i);
     NnicTensor *t = state_entry (p, error);
-    if (!t || !nnic_tensor_dict_add (d, p->name, t, error)) {
-      g_prefix_error (error, "%s: ", path);
+    if (!t || !nnic_tensor_dict_add (d, p->name, t, error))
       return FALSE;
-    }
+  }
+  return TRUE;
+}
+
+gboolean
+nnic_model_save (NnicModel *m, const char *path, GError **error)
+{
+  g_return_val_if_fail (m != NULL && path != NULL, FALSE);
+  g_autoptr (NnicTensorDict) d = nnic_tensor_dict_new ();
+  if (!nnic_model_add_state (m, d, error)) {
+    g_prefix_error (error, "%s: ", path);
+    return FALSE;
   }
   return nnic_safetensors_save (path, d, error);
 }
@@ -664,8 +672,13 @@ nnic_model_load (NnicModel *m, const char *path, GError **error)
 {
   g_return_val_if_fail (m != NULL && path != NULL, FALSE);
   g_autoptr (NnicTensorDict) d = nnic_safetensors_load (path, error);
-  if (!d)
-    return FALSE;
+  return d && nnic_model_load_state (m, d, path, TRUE, error);
+}
+
+gboolean
+nnic_model_load_state (NnicModel *m, const NnicTensorDict *d, const char *path, gboolean strict,
+                       GError **error)
+{
 
   /* name → file tensor; entries are removed as the model claims them, so
    * what is left over is unexpected. */
@@ -694,7 +707,7 @@ nnic_model_load (NnicModel *m, const char *path, GError **error)
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_NOT_FOUND, "%s: the file has no tensor %s", path, s);
     return FALSE;
   }
-  if (g_hash_table_size (index) > 0) {
+  if (strict && g_hash_table_size (index) > 0) {
     /* Report in file order, which is stable, not hash order. */
     g_autoptr (GPtrArray) extra = g_ptr_array_new ();
     for (guint i = 0; i < d->names->len; i++)

@@ -109,6 +109,16 @@ gboolean nnic_compressor_calc_mask (NnicCompressor *c, NnicWrapper *w, double sp
  * `masks_path` may be NULL. */
 gboolean nnic_compressor_export (NnicCompressor *c, const char *model_path, const char *masks_path,
                                  GError **error);
+/* A checkpoint of the compression in progress (one safetensors file): the
+ * model's state dict, every wrapper's masks (`conv1.weight_mask`, uint8)
+ * and attributes (`conv1.attr.NAME`: tensors as entries, numbers in the
+ * metadata), the algorithm and the optimizer steps seen. Loading it into a
+ * compressor made the same way (model, algorithm, config list) restores
+ * all of that; anything that does not fit is an error naming the entry,
+ * and nothing is changed then. */
+gboolean nnic_compressor_save_checkpoint (NnicCompressor *c, const char *path, GError **error);
+gboolean nnic_compressor_load_checkpoint (NnicCompressor *c, const char *path, GError **error);
+
 /* Loads weights (state-dict names) into the wrapped model; masks stay. */
 gboolean nnic_compressor_load_weights (NnicCompressor *c, const char *path, GError **error);
 

@@ -39,6 +39,14 @@ gboolean nnic_model_save (NnicModel *m, const char *path, GError **error);
  * changed in the model unless the whole file fits. */
 gboolean nnic_model_load (NnicModel *m, const char *path, GError **error);
 
+/* The same, from and into a dict (checkpoints that hold more than the
+ * model): add_state appends the model's entries (views of its tensors,
+ * valid while the model lives); load_state takes them from `d`, refusing
+ * anything else in it when `strict`. `source` names `d` in errors. */
+gboolean nnic_model_add_state (NnicModel *m, NnicTensorDict *d, GError **error);
+gboolean nnic_model_load_state (NnicModel *m, const NnicTensorDict *d, const char *source,
+                                gboolean strict, GError **error);
+
 /* NumPy .npy, version 1.0/2.0/3.0, little-endian, C order: <f4, <f8 (read
  * as F32), <i8, <i4, |u1, |i1, and bool (as U8). */
 NnicTensor *nnic_npy_load (const char *path, GError **error);
