@@ -51,3 +51,28 @@ for name in block_level row_level linear_gradual least_active sign_clip level ag
 done
 if grep -q . "$tmp/plugins.err"; then echo "FAIL: problems loading plugins:"; cat "$tmp/plugins.err"; exit 1; fi
 echo "ok   the template and the guide's plugins load in the installed nnic"
+
+# And they work: each prunes (or quantizes) a briefly trained nni_cnn.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${NNIC_DATA_DIR:-}" ]; then
+  echo "SKIP running the guide's plugins: Fashion-MNIST is not installed"
+  exit 0
+fi
+export NNIC_PLUGIN_PATH="$tmp/template:$tmp/guide:$root/$libdir/nnic/plugins"
+"$nnic" train --model nni_cnn --epochs 1 --limit 1000 --eval-limit 200 --quiet --out "$tmp/ck.safetensors" >/dev/null
+run_compress () { # NAME EXPECTED-LINE ALGORITHM CONFIG [OPTIONS...]
+  local name=$1 expect=$2 algorithm=$3 config=$4; shift 4
+  echo "$config" > "$tmp/$name.json"
+  if ! "$nnic" compress --checkpoint "$tmp/ck.safetensors" --config "$tmp/$name.json" --algorithm "$algorithm" \
+       --limit 300 --eval-limit 200 --quiet --out "$tmp/out-$name" "$@" >"$tmp/$name.out" 2>&1; then
+    echo "FAIL: $name"; cat "$tmp/$name.out"; exit 1
+  fi
+  grep -q -- "$expect" "$tmp/$name.out" || { echo "FAIL: $name: no line matching '$expect'"; cat "$tmp/$name.out"; exit 1; }
+  echo "ok   $name runs"
+}
+run_compress template "^fc1 .* 50.00%$" block_level '[{"sparsity": 0.5, "block_size": 4, "op_types": ["default"]}]'
+run_compress row_level "^fc1 .* 50.00%$" row_level '[{"sparsity": 0.5, "op_types": ["default"]}]'
+run_compress linear_gradual "^fc1 .* 60.00%$" linear_gradual \
+  '[{"final_sparsity": 0.6, "epochs": 2, "op_types": ["default"]}]' --finetune-epochs 2 --masker row_level
+run_compress least_active "^conv2 .* 50.00%$" least_active '[{"sparsity": 0.5, "op_types": ["Conv2d"]}]'
+run_compress sign_clip "^accuracy after: " sign_clip \
+  '[{"quant_types": ["weight"], "quant_bits": 1, "op_types": ["Conv2d", "Linear"]}]'
