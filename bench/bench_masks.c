@@ -8,25 +8,14 @@
  * weight. */
 #include <nnic/nnic.h>
 
+#include "bench_util.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-static double
-now_s (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
-}
 
-static int
-cmp_double (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-  return (x > y) - (x < y);
-}
 
 /* Box–Muller normals, like torch.randn. */
 static void
@@ -64,14 +53,14 @@ bench_level (double sparsity, int reps)
       fprintf (stderr, "bench_masks: %s\n", err->message);
       exit (1);
     }
-    double t0 = now_s ();
+    double t0 = bench_now_s ();
     nnic_compressor_compress (c, &err);
     if (i >= 0)
-      t[i] = now_s () - t0;
+      t[i] = bench_now_s () - t0;
     const NnicTensor *mask = nnic_wrapper_get_mask (nnic_compressor_wrapper (c, 0), "weight");
     mask_bytes = nnic_tensor_nbytes (mask);
   }
-  qsort (t, (size_t) reps, sizeof *t, cmp_double);
+  qsort (t, (size_t) reps, sizeof *t, bench_cmp_double);
   printf ("{\"what\": \"mask_level_linear4096\", \"sparsity\": %g, \"seconds_median\": %.5f, "
           "\"seconds_best\": %.5f, \"mask_bytes_per_weight\": %.2f, \"impl\": \"nnic\"}\n",
           sparsity, t[reps / 2], t[0], (double) mask_bytes / (double) w->numel);

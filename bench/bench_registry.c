@@ -10,33 +10,13 @@
  * the build tree's plugins). */
 #include <nnic/nnic.h>
 
+#include "bench_util.h"
+
 #include <gmodule.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double
-now_ms (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
-}
-
-static int
-cmp_double (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-  return (x > y) - (x < y);
-}
-
-static double
-median (double *v, int n)
-{
-  qsort (v, (size_t) n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* The baseline: open every candidate file and look up the entry point. */
 static guint
@@ -82,10 +62,10 @@ main (int argc, char **argv)
   }
 
   /* The first scan opens every file for the first time (cold). */
-  double t0 = now_ms ();
+  double t0 = 1e3 * bench_now_s ();
   GError *err = NULL;
   gboolean found = nnic_load_algorithm (name, &err) != NULL;
-  double first = now_ms () - t0;
+  double first = 1e3 * bench_now_s () - t0;
   if (!found)
     fprintf (stderr, "bench_registry: %s\n", err->message);
   g_clear_error (&err);
@@ -93,15 +73,15 @@ main (int argc, char **argv)
   double *scan = g_new (double, reps), *base = g_new (double, reps);
   guint files = 0;
   for (int r = 0; r < reps; r++) {
-    t0 = now_ms ();
+    t0 = 1e3 * bench_now_s ();
     nnic_registry_reset ();
     nnic_load_algorithm (name, NULL);
-    scan[r] = now_ms () - t0;
-    t0 = now_ms ();
+    scan[r] = 1e3 * bench_now_s () - t0;
+    t0 = 1e3 * bench_now_s ();
     files = open_all ();
-    base[r] = now_ms () - t0;
+    base[r] = 1e3 * bench_now_s () - t0;
   }
-  double ms = median (scan, reps), ms_base = median (base, reps);
+  double ms = bench_median (scan, reps), ms_base = bench_median (base, reps);
   const GPtrArray *algorithms = nnic_list_algorithms ();
   const GPtrArray *problems = nnic_registry_problems ();
   printf ("{\"what\": \"registry_scan_and_resolve\", \"name\": \"%s\", \"found\": %s, "

@@ -8,33 +8,16 @@
  * medians; compare ratios from one sitting, never absolute numbers. */
 #include <nnic/nnic.h>
 
+#include "bench_util.h"
+
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static double
-now_s (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
-}
 
-static int
-cmp_double (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-  return (x > y) - (x < y);
-}
 
-static double
-median (double *v, int n)
-{
-  qsort (v, (size_t) n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void
 fill_random (float *p, int64_t n, NnicRng *r)
@@ -56,13 +39,13 @@ bench_sgemm (int reps, double *best)
   fill_random (b, (int64_t) n * n, &r);
   double *t = g_new (double, reps);
   for (int i = -3; i < reps; i++) {
-    double t0 = now_s ();
+    double t0 = bench_now_s ();
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     if (i >= 0)
-      t[i] = now_s () - t0;
+      t[i] = bench_now_s () - t0;
   }
   double flop = 2.0 * n * n * n;
-  double med = median (t, reps);
+  double med = bench_median (t, reps);
   *best = flop / t[0] / 1e9;
   g_free (t);
   free (a);
@@ -133,17 +116,17 @@ bench_train (int64_t batch, int reps, gboolean wrapped)
 
   double *t = g_new (double, reps);
   for (int i = -3; i < reps; i++) {
-    double t0 = now_s ();
+    double t0 = bench_now_s ();
     const NnicTensor *logits = nnic_model_forward (m, x, &err);
     nnic_cross_entropy (logits, y, g, NULL, &err);
     nnic_model_zero_grad (m);
     nnic_model_backward (m, g, &err);
     nnic_optimizer_step (opt);
     if (i >= 0)
-      t[i] = now_s () - t0;
+      t[i] = bench_now_s () - t0;
   }
   TrainResult res = { 0 };
-  res.images_per_s = (double) batch / median (t, reps);
+  res.images_per_s = (double) batch / bench_median (t, reps);
   res.images_per_s_best = (double) batch / t[0];
 
   /* The conv and linear layers' own time, step by step: their FLOPs over
@@ -155,13 +138,13 @@ bench_train (int64_t batch, int reps, gboolean wrapped)
   double *rate = g_new (double, reps), *share = g_new (double, reps);
   for (int i = 0; i < reps; i++) {
     nnic_model_reset_profile (m);
-    double t0 = now_s ();
+    double t0 = bench_now_s ();
     const NnicTensor *logits = nnic_model_forward (m, x, &err);
     nnic_cross_entropy (logits, y, g, NULL, &err);
     nnic_model_zero_grad (m);
     nnic_model_backward (m, g, &err);
     nnic_optimizer_step (opt);
-    double step = now_s () - t0, secs = 0;
+    double step = bench_now_s () - t0, secs = 0;
     for (guint k = 0; k < nnic_model_n_nodes (m); k++) {
       double fw, bw;
       if (node_flops (m, k, batch) == 0)
@@ -172,8 +155,8 @@ bench_train (int64_t batch, int reps, gboolean wrapped)
     rate[i] = flops / secs / 1e9;
     share[i] = secs / step;
   }
-  res.layer_gflops = median (rate, reps);
-  res.layer_share = median (share, reps);
+  res.layer_gflops = bench_median (rate, reps);
+  res.layer_share = bench_median (share, reps);
   g_free (rate);
   g_free (share);
   if (g_getenv ("NNIC_BENCH_LAYERS")) {
