@@ -19,44 +19,6 @@ typedef struct {
   gboolean have_after;
 } Accuracies;
 
-/* Per-layer rows of the report and the table. */
-static JsonNode *
-layers_json (NnicCompressor *c, int64_t *kept, int64_t *total)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_array (b);
-  *kept = *total = 0;
-  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++) {
-    NnicWrapper *w = nnic_compressor_wrapper (c, i);
-    NnicTensor *weight = nnic_wrapper_weight (w);
-    int64_t n = weight ? weight->numel : 0;
-    int64_t zeros = 0;
-    for (int64_t k = 0; k < n; k++)
-      zeros += weight->f32[k] == 0.0f;
-    *kept += n - zeros;
-    *total += n;
-    json_builder_begin_object (b);
-    json_builder_set_member_name (b, "name");
-    json_builder_add_string_value (b, nnic_wrapper_name (w));
-    json_builder_set_member_name (b, "type");
-    json_builder_add_string_value (b, nnic_wrapper_type (w));
-    json_builder_set_member_name (b, "weights");
-    json_builder_add_int_value (b, n);
-    json_builder_set_member_name (b, "zeros");
-    json_builder_add_int_value (b, zeros);
-    json_builder_set_member_name (b, "sparsity");
-    json_builder_add_double_value (b, n ? (double) zeros / (double) n : 0.0);
-    double scale;
-    if (nnic_wrapper_get_attribute_double (w, "scale", &scale)) {
-      json_builder_set_member_name (b, "scale");
-      json_builder_add_double_value (b, scale);
-    }
-    json_builder_end_object (b);
-  }
-  json_builder_end_array (b);
-  return json_builder_get_root (b);
-}
-
 static void
 print_table (JsonArray *layers, int64_t kept, int64_t total, int64_t all_params)
 {
@@ -75,43 +37,18 @@ print_table (JsonArray *layers, int64_t kept, int64_t total, int64_t all_params)
           all_params ? 100.0 * (double) (all_params - (total - kept)) / (double) all_params : 0.0);
 }
 
+/* report.json: the library's report, with the accuracies added. */
 static gboolean
 write_report (const CompressArgs *a, NnicCompressor *c, const Accuracies *acc, GError **error)
 {
-  int64_t kept, total;
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "model");
-  json_builder_add_string_value (b, a->model);
-  json_builder_set_member_name (b, "algorithm");
-  json_builder_add_string_value (b, a->algorithm);
-  if (nnic_compressor_masker (c) && g_strcmp0 (nnic_compressor_masker (c), a->algorithm) != 0) {
-    json_builder_set_member_name (b, "masker");
-    json_builder_add_string_value (b, nnic_compressor_masker (c));
-  }
-  json_builder_set_member_name (b, "finetune_epochs");
-  json_builder_add_int_value (b, a->finetune_epochs);
-  json_builder_set_member_name (b, "accuracy_before");
-  json_builder_add_double_value (b, acc->before);
-  json_builder_set_member_name (b, "accuracy_pruned");
-  json_builder_add_double_value (b, acc->pruned);
-  json_builder_set_member_name (b, "accuracy_after");
-  json_builder_add_double_value (b, acc->have_after ? acc->after : acc->pruned);
-  json_builder_set_member_name (b, "layers");
-  json_builder_add_value (b, layers_json (c, &kept, &total));
-  json_builder_set_member_name (b, "weights_kept");
-  json_builder_add_int_value (b, kept);
-  json_builder_set_member_name (b, "weights_total");
-  json_builder_add_int_value (b, total);
-  json_builder_end_object (b);
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  json_generator_set_pretty (gen, TRUE);
-  gsize len;
-  g_autofree char *text = json_generator_to_data (gen, &len);
+  g_autoptr (JsonObject) extra = json_object_new ();
+  json_object_set_string_member (extra, "model", a->model);
+  json_object_set_int_member (extra, "finetune_epochs", a->finetune_epochs);
+  json_object_set_double_member (extra, "accuracy_before", acc->before);
+  json_object_set_double_member (extra, "accuracy_pruned", acc->pruned);
+  json_object_set_double_member (extra, "accuracy_after", acc->have_after ? acc->after : acc->pruned);
   g_autofree char *path = g_build_filename (a->out, "report.json", NULL);
-  return nnic_write_file_atomic (path, text, len, error);
+  return nnic_compressor_write_report (c, path, extra, error);
 }
 
 static int
@@ -186,9 +123,9 @@ run (CompressArgs *a)
   if (!nnic_compressor_export (c, model_path, masks_path, &error) || !write_report (a, c, &acc, &error))
     return nnic_cli_fail ("compress", error);
 
-  int64_t kept, total;
-  g_autoptr (JsonNode) layers = layers_json (c, &kept, &total);
-  print_table (json_node_get_array (layers), kept, total, nnic_model_count_parameters (model));
+  g_autoptr (JsonObject) report = nnic_compressor_report (c);
+  print_table (json_object_get_array_member (report, "layers"), json_object_get_int_member (report, "weights_kept"),
+               json_object_get_int_member (report, "weights_total"), nnic_model_count_parameters (model));
   printf ("accuracy before: %.4f\naccuracy pruned: %.4f\n", acc.before, acc.pruned);
   if (acc.have_after)
     printf ("accuracy after: %.4f\n", acc.after);

@@ -109,6 +109,17 @@ gboolean nnic_compressor_calc_mask (NnicCompressor *c, NnicWrapper *w, double sp
  * `masks_path` may be NULL. */
 gboolean nnic_compressor_export (NnicCompressor *c, const char *model_path, const char *masks_path,
                                  GError **error);
+/* The report: {"algorithm", "masker" (for pruners driving one), "layers":
+ * [{"name", "type", "weights", "zeros", "sparsity", plus the wrapper's
+ * number attributes, e.g. "scale"}], "weights_kept", "weights_total"}.
+ * Zeros are counted in the weights, so it states what an export holds.
+ * Free with json_object_unref(). */
+JsonObject *nnic_compressor_report (NnicCompressor *c);
+/* Writes the report as JSON (atomically), after the members of `extra`
+ * (accuracies, the model's name, ...), which may be NULL. */
+gboolean nnic_compressor_write_report (NnicCompressor *c, const char *path, JsonObject *extra,
+                                       GError **error);
+
 /* A checkpoint of the compression in progress (one safetensors file): the
  * model's state dict, every wrapper's masks (`conv1.weight_mask`, uint8)
  * and attributes (`conv1.attr.NAME`: tensors as entries, numbers in the
