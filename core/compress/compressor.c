@@ -311,6 +311,7 @@ nnic_compressor_new (NnicModel *model, const char *algorithm, const NnicConfigLi
   c->wrappers = g_ptr_array_new_with_free_func ((GDestroyNotify) nnic_wrapper_free);
   c->collectors = g_array_new (FALSE, TRUE, sizeof (Collector));
   c->model_hooks = g_array_new (FALSE, FALSE, sizeof (guint));
+  c->entries = g_ptr_array_new_with_free_func ((GDestroyNotify) json_object_unref);
   c->next_collector_id = 1;
   if (!resolve_algorithms (c, algorithm, options, error))
     goto fail;
@@ -320,6 +321,13 @@ nnic_compressor_new (NnicModel *model, const char *algorithm, const NnicConfigLi
     goto fail;
   if (!wrap_nodes (c, config, error))
     goto fail;
+  for (guint i = 0; i < nnic_config_list_len (config); i++)
+    g_ptr_array_add (c->entries, json_object_ref (nnic_config_list_entry (config, i)));
+  /* The compressor's step hook goes on before the algorithm's own (made in
+   * create below), so that, as in NNI, masks are updated first and
+   * statistics gathered after (TaylorFO). */
+  if (optimizer)
+    c->step_hook = nnic_optimizer_add_post_step_hook (optimizer, after_step, c, NULL);
   if (c->mode == MODE_PRUNER || c->mode == MODE_ONESHOT) {
     const NnicMaskerVTable *mv = masker_vt (c->masker);
     if (mv->create && !(c->masker_state = mv->create (c, error)))
@@ -331,8 +339,6 @@ nnic_compressor_new (NnicModel *model, const char *algorithm, const NnicConfigLi
   if (c->mode == MODE_QUANTIZER && quantizer_vt (c->algorithm)->create &&
       !(c->state = quantizer_vt (c->algorithm)->create (c, error)))
     goto fail;
-  if (optimizer)
-    c->step_hook = nnic_optimizer_add_post_step_hook (optimizer, after_step, c, NULL);
   return c;
 fail:
   g_prefix_error (error, "%s: ", algorithm ? algorithm : "(null)");
@@ -372,6 +378,7 @@ nnic_compressor_free (NnicCompressor *c)
   g_array_free (c->collectors, TRUE);
   g_array_free (c->model_hooks, TRUE);
   g_ptr_array_free (c->wrappers, TRUE);
+  g_ptr_array_free (c->entries, TRUE);
   g_free (c);
 }
 
@@ -473,6 +480,18 @@ nnic_compressor_find_wrapper (NnicCompressor *c, const char *node_name)
       return w;
   }
   return NULL;
+}
+
+guint
+nnic_compressor_n_config_entries (const NnicCompressor *c)
+{
+  return c->entries->len;
+}
+
+JsonObject *
+nnic_compressor_config_entry (NnicCompressor *c, guint i)
+{
+  return i < c->entries->len ? g_ptr_array_index (c->entries, i) : NULL;
 }
 
 guint64

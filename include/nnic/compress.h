@@ -93,6 +93,10 @@ NnicOptimizer *nnic_compressor_optimizer (NnicCompressor *c);
 guint nnic_compressor_n_wrappers (const NnicCompressor *c);
 NnicWrapper *nnic_compressor_wrapper (NnicCompressor *c, guint i);
 NnicWrapper *nnic_compressor_find_wrapper (NnicCompressor *c, const char *node_name);
+/* The config list's entries, in order (SlimPruner reads entry 0's sparsity
+ * for its global threshold, as NNI does). */
+guint nnic_compressor_n_config_entries (const NnicCompressor *c);
+JsonObject *nnic_compressor_config_entry (NnicCompressor *c, guint i);
 /* Steps taken by the hooked optimizer since the compressor was made. */
 guint64 nnic_compressor_steps (const NnicCompressor *c);
 /* The masker's name (one-shot pruning, or the one a scheduling pruner

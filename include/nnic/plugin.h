@@ -77,7 +77,9 @@ typedef struct {
 /* ---- vtables ---- */
 
 /* A masker: the masks of one wrapper for a target sparsity (NNI's
- * WeightMasker.calc_mask). It sets them with nnic_wrapper_set_mask().
+ * WeightMasker.calc_mask). A masker that gathers statistics after each
+ * optimizer step (TaylorFO) adds its own post-step hook in create: it runs
+ * after the compressor's, which asks for masks first, as in NNI. It sets them with nnic_wrapper_set_mask().
  * *ready = FALSE means "not enough statistics yet: ask again after the
  * next optimizer step" (NNI's `None`). `state` is what create returned. */
 typedef struct {
