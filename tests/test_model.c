@@ -437,6 +437,55 @@ START_TEST (test_backward_hook)
 }
 END_TEST
 
+static const char *
+set_names (NnicModel *m, GArray *set, GString *out)
+{
+  g_string_truncate (out, 0);
+  for (guint i = 0; i < set->len; i++)
+    g_string_append_printf (out, "%s%s", i ? " " : "", nnic_model_node_name (m, g_array_index (set, guint, i)));
+  return out->str;
+}
+
+START_TEST (test_channel_dependencies)
+{
+  GError *err = NULL;
+  g_autoptr (GString) names = g_string_new (NULL);
+  /* ResNet-8: each block's last conv is tied to whatever made the shortcut. */
+  g_autoptr (NnicModel) r = nnic_model_new_builtin ("resnet8", 3, 32, 32, 10, &err);
+  g_autoptr (GPtrArray) sets = nnic_model_channel_dependencies (r);
+  ck_assert_uint_eq (sets->len, 3);
+  ck_assert_str_eq (set_names (r, g_ptr_array_index (sets, 0), names), "conv1 layer1.0.conv2");
+  ck_assert_str_eq (set_names (r, g_ptr_array_index (sets, 1), names), "layer2.0.downsample.0 layer2.0.conv2");
+  ck_assert_str_eq (set_names (r, g_ptr_array_index (sets, 2), names), "layer3.0.downsample.0 layer3.0.conv2");
+  /* A plain chain ties nothing. */
+  g_autoptr (NnicModel) c = nnic_model_new_builtin ("nni_cnn", 0, 0, 0, 0, &err);
+  g_autoptr (GPtrArray) none = nnic_model_channel_dependencies (c);
+  ck_assert_uint_eq (none->len, 0);
+
+  /* Two residual adds in a row tie three convs; a concat ties nothing; a
+   * depthwise conv reading a conv splits its channels into groups. */
+  g_autoptr (NnicModel) m = nnic_model_new (4, 6, 6);
+  NnicConv2dSpec c44 = { .in_channels = 4, .out_channels = 4, .kernel_size = 3, .padding = 1 };
+  nnic_model_add_conv2d (m, "a", "input", &c44, &err);
+  nnic_model_add_conv2d (m, "b", "input", &c44, &err);
+  nnic_model_add_add (m, "ab", "a", "b", &err);
+  nnic_model_add_relu (m, "r", "ab", &err);
+  nnic_model_add_conv2d (m, "c", "r", &c44, &err);
+  nnic_model_add_batchnorm2d (m, "cbn", "c", &(NnicBatchNormSpec) { .num_features = 4 }, &err);
+  nnic_model_add_add (m, "abc", "cbn", "r", &err);
+  nnic_model_add_conv2d (m, "d", "abc", &c44, &err);
+  nnic_model_add_conv2d (m, "e", "abc", &c44, &err);
+  nnic_model_add_concat (m, "de", (const char *const[]) { "d", "e" }, 2, &err);
+  nnic_model_add_conv2d (m, "dw", "e", &(NnicConv2dSpec) { .in_channels = 4, .out_channels = 4, .kernel_size = 3, .padding = 1, .groups = 4 }, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  g_autoptr (GPtrArray) deps = nnic_model_channel_dependencies (m);
+  ck_assert_uint_eq (deps->len, 1);
+  ck_assert_str_eq (set_names (m, g_ptr_array_index (deps, 0), names), "a b c");
+  ck_assert_int_eq (nnic_model_channel_groups (m, (guint) nnic_model_find_node (m, "e")), 4);
+  ck_assert_int_eq (nnic_model_channel_groups (m, (guint) nnic_model_find_node (m, "d")), 1);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -452,6 +501,7 @@ main (void)
   tcase_add_test (tc, test_init_is_seeded);
   tcase_add_test (tc, test_input_transform);
   tcase_add_test (tc, test_backward_hook);
+  tcase_add_test (tc, test_channel_dependencies);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }

@@ -107,6 +107,22 @@ int nnic_model_node_shape (const NnicModel *m, guint i, int64_t shape[NNIC_MAX_D
 guint nnic_model_node_n_inputs (const NnicModel *m, guint i);
 guint nnic_model_node_input (const NnicModel *m, guint i, guint k);
 
+/* ---- channel dependencies (for filter pruning) ---- */
+
+/* Sets of Conv2d/Linear nodes whose output channels must be pruned
+ * together, because their outputs meet elementwise (Add) after layers that
+ * keep channels one to one (BatchNorm2d, ReLU, ReLU6, pooling, Dropout,
+ * Add). Concatenation along channels does not tie its inputs (NNI's
+ * ChannelDependency). Each set is a GArray of guint node indices in model
+ * order, with at least two members; sets are ordered by their first node.
+ * Free with g_ptr_array_unref(). */
+GPtrArray *nnic_model_channel_dependencies (const NnicModel *m);
+/* The number of groups a node's output channels are split into by the
+ * grouped convolutions that read them (NNI's GroupDependency): pruning
+ * must remove a multiple of it from every group evenly. 1 when no grouped
+ * convolution reads the node. */
+int nnic_model_channel_groups (const NnicModel *m, guint node);
+
 /* ---- parameters and buffers, in state_dict order ---- */
 
 typedef struct {

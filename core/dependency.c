@@ -1,0 +1,108 @@
+/* Channel dependencies of the model graph: which layers' output channels
+ * are tied by residual additions, and how grouped convolutions constrain
+ * the channels they read. What dependency-aware filter pruning needs. */
+#include "core/graph.h"
+
+#include <string.h>
+
+/* Ops whose output channel c is their input channel c: a dependency walks
+ * through them to the layer that made the channels. */
+static gboolean
+keeps_channels (const NnicNode *n)
+{
+  static const NnicOp *const ops[] = {
+    &nnic_op_batchnorm2d, &nnic_op_relu, &nnic_op_relu6, &nnic_op_maxpool2d, &nnic_op_avgpool2d,
+    &nnic_op_adaptive_avgpool2d, &nnic_op_dropout,
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (ops); i++)
+    if (n->op == ops[i])
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+makes_channels (const NnicNode *n)
+{
+  return n->op == &nnic_op_conv2d || n->op == &nnic_op_linear;
+}
+
+/* The layers that made the channels reaching `n`: through channel-keeping
+ * ops and through both inputs of an Add. Inputs are looked up by index, so
+ * that an input transform's private copy leads back to the real node. */
+static void
+producers (const NnicModel *m, const NnicNode *n, GArray *out)
+{
+  if (makes_channels (n)) {
+    g_array_append_val (out, n->index);
+    return;
+  }
+  if (keeps_channels (n) || n->op == &nnic_op_add)
+    for (guint k = 0; k < n->n_inputs; k++)
+      producers (m, nnic_model_node ((NnicModel *) m, n->inputs[k]->index), out);
+  /* Input, Flatten, Concat: the channels come from elsewhere or are new. */
+}
+
+static guint
+find (guint *parent, guint x)
+{
+  while (parent[x] != x)
+    x = parent[x] = parent[parent[x]];
+  return x;
+}
+
+GPtrArray *
+nnic_model_channel_dependencies (const NnicModel *m)
+{
+  guint n = nnic_model_n_nodes (m);
+  g_autofree guint *parent = g_new (guint, n);
+  for (guint i = 0; i < n; i++)
+    parent[i] = i;
+  g_autoptr (GArray) found = g_array_new (FALSE, FALSE, sizeof (guint));
+  for (guint i = 0; i < n; i++) {
+    const NnicNode *node = nnic_model_node ((NnicModel *) m, i);
+    if (node->op != &nnic_op_add)
+      continue;
+    g_array_set_size (found, 0);
+    producers (m, node, found);
+    for (guint k = 1; k < found->len; k++) {
+      guint a = find (parent, g_array_index (found, guint, 0)), b = find (parent, g_array_index (found, guint, k));
+      if (a != b)
+        parent[MAX (a, b)] = MIN (a, b);
+    }
+  }
+  /* Sets of two or more, each in model order, ordered by first member. */
+  GPtrArray *sets = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
+  g_autofree GArray **by_root = g_new0 (GArray *, n);
+  for (guint i = 0; i < n; i++) {
+    guint r = find (parent, i);
+    if (r == i && !makes_channels (nnic_model_node ((NnicModel *) m, i)))
+      continue;
+    if (!by_root[r]) {
+      by_root[r] = g_array_new (FALSE, FALSE, sizeof (guint));
+      g_ptr_array_add (sets, by_root[r]);
+    }
+    g_array_append_val (by_root[r], i);
+  }
+  for (guint i = sets->len; i-- > 0;)
+    if (((GArray *) g_ptr_array_index (sets, i))->len < 2)
+      g_ptr_array_remove_index (sets, i);
+  return sets;
+}
+
+int
+nnic_model_channel_groups (const NnicModel *m, guint node)
+{
+  int groups = 1;
+  guint n = nnic_model_n_nodes (m);
+  for (guint i = node + 1; i < n; i++) {
+    const NnicNode *c = nnic_model_node ((NnicModel *) m, i);
+    if (c->op != &nnic_op_conv2d || c->spec.conv.groups <= 1)
+      continue;
+    g_autoptr (GArray) from = g_array_new (FALSE, FALSE, sizeof (guint));
+    producers (m, nnic_model_node ((NnicModel *) m, c->inputs[0]->index), from);
+    for (guint k = 0; k < from->len; k++)
+      if (g_array_index (from, guint, k) == node)
+        groups = MAX (groups, c->spec.conv.groups);
+  }
+  return groups;
+}
