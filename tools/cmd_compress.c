@@ -11,7 +11,7 @@ typedef struct {
   int finetune_epochs, batch_size;
   double lr, momentum;
   gint64 seed, limit, eval_limit;
-  gboolean quiet;
+  gboolean quiet, dependency_aware;
 } CompressArgs;
 
 typedef struct {
@@ -79,7 +79,7 @@ run (CompressArgs *a)
       model, &(NnicSgdOptions) { .lr = a->lr, .momentum = a->momentum }, &error);
   if (!opt)
     return nnic_cli_fail ("compress", error);
-  NnicCompressorOptions options = { .masker = a->masker };
+  NnicCompressorOptions options = { .masker = a->masker, .dependency_aware = a->dependency_aware };
   g_autoptr (NnicCompressor) c = nnic_compressor_new (model, a->algorithm, config, opt, &options, &error);
   if (!c && g_error_matches (error, NNIC_ERROR, NNIC_ERROR_CONFIG))
     g_prefix_error (&error, "%s: ", a->config); /* say which file the entry is in */
@@ -143,6 +143,7 @@ nnic_cmd_compress (int argc, char **argv)
     { "config", 0, 0, G_OPTION_ARG_FILENAME, &a.config, "Config list (JSON, NNI's keys)", "FILE" },
     { "algorithm", 'a', 0, G_OPTION_ARG_STRING, &a.algorithm, "Algorithm (nnic plugins lists them); a masker name prunes one-shot", "NAME" },
     { "masker", 0, 0, G_OPTION_ARG_STRING, &a.masker, "Masker a scheduling pruner drives (default level)", "NAME" },
+    { "dependency-aware", 0, 0, G_OPTION_ARG_NONE, &a.dependency_aware, "Filter maskers: prune the same channels in layers that meet in an Add, evenly in grouped convolutions", NULL },
     { "finetune-epochs", 'e', 0, G_OPTION_ARG_INT, &a.finetune_epochs, "Fine-tuning epochs after compressing (default 1)", "N" },
     { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &a.lr, "Fine-tuning SGD learning rate (default 0.01)", "X" },
     { "momentum", 0, 0, G_OPTION_ARG_DOUBLE, &a.momentum, "Fine-tuning SGD momentum (default 0.5)", "X" },

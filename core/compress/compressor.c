@@ -25,6 +25,7 @@ struct _NnicCompressor {
   gpointer state, masker_state;
   GPtrArray *wrappers;          /* NnicWrapper *, owned */
   GPtrArray *entries;           /* JsonObject * refs of the config list */
+  gboolean dependency_aware;
   guint step_hook;
   guint64 steps;
   GArray *collectors;           /* Collector */
@@ -157,6 +158,8 @@ static gboolean
 oneshot_update (NnicCompressor *c, GError **error)
 {
   const NnicMaskerVTable *vt = masker_vt (c->masker);
+  if (c->dependency_aware)
+    return nnic_dependency_aware_update (c, vt, c->masker_state, c->masker->info->name, error);
   for (guint i = 0; i < c->wrappers->len; i++) {
     NnicWrapper *w = g_ptr_array_index (c->wrappers, i);
     if (w->if_calculated)
@@ -315,6 +318,13 @@ nnic_compressor_new (NnicModel *model, const char *algorithm, const NnicConfigLi
   c->next_collector_id = 1;
   if (!resolve_algorithms (c, algorithm, options, error))
     goto fail;
+  c->dependency_aware = options && options->dependency_aware;
+  if (c->dependency_aware && c->mode != MODE_ONESHOT) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
+                 "dependency-aware pruning needs a filter masker used one-shot, not a %s",
+                 nnic_algorithm_kind_name (c->algorithm->info->kind));
+    goto fail;
+  }
   keys = accepted_keys (c);
   if (!nnic_config_list_check (config, model, c->algorithm->info->kind,
                                (const NnicConfigKey *) keys->data, keys->len, error))

@@ -25,3 +25,9 @@ int nnic_config_entry_quant_bits (JsonObject *entry, NnicQuantType type);
 
 gboolean nnic_compressor_restore_steps (NnicCompressor *c, guint64 steps);
 const char *nnic_compressor_algorithm_name (NnicCompressor *c);
+
+/* ---- dependency_aware.c ---- */
+
+/* One-shot masks of every wrapper not yet calculated, dependency-aware. */
+gboolean nnic_dependency_aware_update (NnicCompressor *c, const NnicMaskerVTable *vt, gpointer state,
+                                       const char *masker, GError **error);

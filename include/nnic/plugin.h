@@ -88,6 +88,13 @@ typedef struct {
   void (*destroy) (gpointer state);                      /* may be NULL */
   gboolean (*calc_mask) (gpointer state, NnicCompressor *c, NnicWrapper *w, guint wrapper_index,
                          double sparsity, gboolean *ready, GError **error);
+  /* Filter maskers, optional: the importance of each output channel of
+   * w (weight->shape[0] floats; lower is pruned first), or *ready = FALSE.
+   * With it the core prunes in dependency-aware mode: layers whose
+   * channels meet in an Add lose the same channels, chosen by the sum of
+   * their scores, and grouped convolutions lose channels evenly per group. */
+  gboolean (*channel_scores) (gpointer state, NnicCompressor *c, NnicWrapper *w, float *scores,
+                              gboolean *ready, GError **error);
 } NnicMaskerVTable;
 
 /* A scheduling pruner: drives a masker (nnic_compressor_masker()) over
