@@ -276,7 +276,7 @@ init_refusals (void)
   char *small_vtable = g_strdup_printf ("registration failed: algorithm 'broken': masker vtable "
                                         "declares %zu bytes, plugin ABI %d.0 needs at least %zu",
                                         offsetof (NnicMaskerVTable, calc_mask), NNIC_ABI_MAJOR,
-                                        sizeof (NnicMaskerVTable));
+                                        offsetof (NnicMaskerVTable, calc_mask) + sizeof (void *));
   add_refusal ("libno_entry.so", "no entry point nnic_plugin_descriptor (not an nnic plugin?)");
   add_refusal ("libundefined_symbol.so", "~cannot load: ");
   add_refusal ("libnull_descriptor.so", "nnic_plugin_descriptor() returned NULL");
