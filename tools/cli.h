@@ -7,6 +7,7 @@ int nnic_cmd_train (int argc, char **argv);
 int nnic_cmd_eval (int argc, char **argv);
 int nnic_cmd_compress (int argc, char **argv);
 int nnic_cmd_plugins (int argc, char **argv);
+int nnic_cmd_mask (int argc, char **argv);
 
 /* Progress display: a bar redrawn in place on a terminal, plain lines
  * (about every tenth of an epoch) otherwise. */

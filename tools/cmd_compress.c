@@ -51,6 +51,66 @@ write_report (const CompressArgs *a, NnicCompressor *c, const Accuracies *acc, G
   return nnic_compressor_write_report (c, path, extra, error);
 }
 
+/* Whether an algorithm declares the config key `name` (the registry's
+ * copy of the keys has the host's stride). */
+static gboolean
+declares_key (const char *algorithm, const char *name)
+{
+  const NnicAlgorithm *alg = algorithm ? nnic_load_algorithm (algorithm, NULL) : NULL;
+  for (guint i = 0; alg && alg->info->keys && i < alg->info->n_keys; i++)
+    if (g_strcmp0 (alg->info->keys[i].name, name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Maskers that rank filters by statistics of the data (taylorfo, apoz,
+ * mean_activation: those that declare `statistics_batch_num`) have no masks
+ * after compress(); in NNI they appear at the first optimizer steps of
+ * training. So that the pruned accuracy (and an export without
+ * fine-tuning) sees the masks, feed them that many training batches first:
+ * forward, backward and an optimizer step with lr 0 (the weights stay;
+ * SGD's momentum keeps these gradients), then ask for the masks again. */
+static gboolean
+gather_statistics (NnicCompressor *c, NnicModel *model, NnicOptimizer *opt, const NnicDataset *train,
+                   const CompressArgs *a, GError **error)
+{
+  if (!declares_key (nnic_compressor_masker (c), "statistics_batch_num"))
+    return TRUE;
+  gint64 batches = 0;
+  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++)
+    batches = MAX (batches, (gint64) nnic_wrapper_config_double (nnic_compressor_wrapper (c, i),
+                                                                 "statistics_batch_num", 1.0));
+  g_autoptr (NnicLoader) loader = nnic_loader_new (train, a->batch_size, TRUE, (guint64) a->seed, error);
+  if (!loader)
+    return FALSE;
+  const double lr = nnic_optimizer_get_lr (opt);
+  const NnicTensor *x, *y;
+  gint64 done = 0;
+  gboolean ok = TRUE;
+  nnic_model_set_training (model, TRUE);
+  nnic_loader_start_epoch (loader, 0);
+  nnic_optimizer_set_lr (opt, 0.0);
+  while (ok && done < batches && nnic_loader_next (loader, &x, &y)) {
+    const NnicTensor *logits = nnic_model_forward (model, x, error);
+    g_autoptr (NnicTensor) grad = logits ? nnic_tensor_new_like (logits, error) : NULL;
+    if ((ok = grad != NULL)) {
+      nnic_cross_entropy (logits, y, grad, NULL, error);
+      ok = !(error && *error);
+    }
+    nnic_model_zero_grad (model);
+    ok = ok && nnic_model_backward (model, grad, error);
+    if (ok)
+      nnic_optimizer_step (opt);
+    done++;
+  }
+  nnic_optimizer_set_lr (opt, lr);
+  if (!ok)
+    return FALSE;
+  printf ("%s: statistics from %" G_GINT64_FORMAT " training batch%s (lr 0: the weights stay)\n",
+          nnic_compressor_masker (c), done, done == 1 ? "" : "es");
+  return nnic_compressor_compress (c, error);
+}
+
 static int
 run (CompressArgs *a)
 {
@@ -83,7 +143,7 @@ run (CompressArgs *a)
   g_autoptr (NnicCompressor) c = nnic_compressor_new (model, a->algorithm, config, opt, &options, &error);
   if (!c && g_error_matches (error, NNIC_ERROR, NNIC_ERROR_CONFIG))
     g_prefix_error (&error, "%s: ", a->config); /* say which file the entry is in */
-  if (!c || !nnic_compressor_compress (c, &error))
+  if (!c || !nnic_compressor_compress (c, &error) || !gather_statistics (c, model, opt, train, a, &error))
     return nnic_cli_fail ("compress", error);
   if (!nnic_evaluate (model, test, 1000, &acc.pruned, NULL, &error))
     return nnic_cli_fail ("compress", error);

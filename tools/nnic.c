@@ -15,6 +15,7 @@ static const Command commands[] = {
   { "eval", nnic_cmd_eval, "evaluate a checkpoint's accuracy on the test set" },
   { "compress", nnic_cmd_compress, "prune or quantize a trained model, fine-tune, export" },
   { "plugins", nnic_cmd_plugins, "list the algorithm plugins found and the config keys they accept" },
+  { "mask", nnic_cmd_mask, "run one masker on a layer's weights from .npy files, write its mask" },
 };
 
 static int

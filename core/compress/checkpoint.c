@@ -41,6 +41,10 @@ nnic_compressor_save_checkpoint (NnicCompressor *c, const char *path, GError **e
       if (mask && (!copy || !nnic_tensor_dict_add (d, name, copy, error)))
         goto fail;
     }
+    /* Whether the masks are final: a masker still gathering statistics
+     * resumes gathering. */
+    g_hash_table_insert (d->metadata, g_strconcat (nnic_wrapper_name (w), ".calculated", NULL),
+                         g_strdup (w->if_calculated ? "1" : "0"));
     GHashTableIter it;
     gpointer key, value;
     g_hash_table_iter_init (&it, w->attrs);
@@ -136,7 +140,8 @@ nnic_compressor_load_checkpoint (NnicCompressor *c, const char *path, GError **e
       if (t && !nnic_wrapper_set_mask (w, params[k], t, error))
         return FALSE;
     }
-    w->if_calculated = TRUE;
+    g_autofree char *calculated_key = g_strconcat (nnic_wrapper_name (w), ".calculated", NULL);
+    w->if_calculated = g_strcmp0 (g_hash_table_lookup (d->metadata, calculated_key), "1") == 0;
     g_autofree char *prefix = g_strconcat (nnic_wrapper_name (w), ".attr.", NULL);
     for (guint k = 0; k < d->names->len; k++) {
       const char *name = g_ptr_array_index (d->names, k);

@@ -30,6 +30,7 @@ struct _NnicCompressor {
   guint64 steps;
   GArray *collectors;           /* Collector */
   guint next_collector_id;
+  guint running_collectors;     /* > 0 while collectors are being called */
   GArray *model_hooks;          /* guint ids of hooks installed on the model */
   gboolean collectors_hooked;
 };
@@ -146,10 +147,18 @@ post_forward (NnicModel *m, guint node, NnicTensor *output, gpointer user_data)
   NnicCompressor *c = w->compressor;
   if (c->mode == MODE_QUANTIZER && (w->quant_types & NNIC_QUANT_OUTPUT))
     quantize_in_place (w, NNIC_QUANT_OUTPUT, output);
+  /* A collector may remove itself (or another) while called: removal then
+   * only clears its function, and the array is compacted afterwards. */
+  c->running_collectors++;
   for (guint i = 0; i < c->collectors->len; i++) {
     Collector *col = &g_array_index (c->collectors, Collector, i);
-    col->fn (c, w, output, col->user_data);
+    if (col->fn)
+      col->fn (c, w, output, col->user_data);
   }
+  if (--c->running_collectors == 0)
+    for (guint i = c->collectors->len; i-- > 0;)
+      if (!g_array_index (c->collectors, Collector, i).fn)
+        g_array_remove_index (c->collectors, i);
 }
 
 /* One-shot pruning: masks not computed yet (a masker that waits for
@@ -382,7 +391,7 @@ nnic_compressor_free (NnicCompressor *c)
     masker_vt (c->masker)->destroy (c->masker_state);
   for (guint i = 0; i < c->collectors->len; i++) {
     Collector *col = &g_array_index (c->collectors, Collector, i);
-    if (col->destroy)
+    if (col->fn && col->destroy)
       col->destroy (col->user_data);
   }
   g_array_free (c->collectors, TRUE);
@@ -578,10 +587,14 @@ gboolean
 nnic_compressor_remove_activation_collector (NnicCompressor *c, guint id, GError **error)
 {
   for (guint i = 0; i < c->collectors->len; i++) {
-    Collector col = g_array_index (c->collectors, Collector, i);
-    if (col.id != id)
+    Collector *slot = &g_array_index (c->collectors, Collector, i);
+    if (slot->id != id || !slot->fn)
       continue;
-    g_array_remove_index (c->collectors, i);
+    Collector col = *slot;
+    if (c->running_collectors)
+      slot->fn = NULL; /* compacted when the running loop ends */
+    else
+      g_array_remove_index (c->collectors, i);
     if (col.destroy)
       col.destroy (col.user_data);
     return TRUE;

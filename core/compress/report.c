@@ -2,10 +2,12 @@
 #include "core/compress/wrapper.h"
 
 #include <nnic/io.h>
+#include <string.h>
 
 /* One layer's row: name, type, weights, zeros (counted in the weights
  * themselves, so the report states what an export really holds),
- * sparsity, and the number attributes (a quantizer's scale, ...). */
+ * sparsity, and the wrapper's number attributes under "attributes" (a
+ * quantizer's scale, a masker's statistics counters, ...). */
 static JsonObject *
 layer_row (NnicWrapper *w, int64_t *kept, int64_t *total)
 {
@@ -21,12 +23,15 @@ layer_row (NnicWrapper *w, int64_t *kept, int64_t *total)
   json_object_set_int_member (o, "weights", n);
   json_object_set_int_member (o, "zeros", zeros);
   json_object_set_double_member (o, "sparsity", n ? (double) zeros / (double) n : 0.0);
-  GHashTableIter it;
-  gpointer key, value;
-  g_hash_table_iter_init (&it, w->attrs);
-  while (g_hash_table_iter_next (&it, &key, &value))
-    if (!((NnicAttr *) value)->tensor && !json_object_has_member (o, key))
-      json_object_set_double_member (o, key, ((NnicAttr *) value)->value);
+  JsonObject *attrs = json_object_new ();
+  g_autoptr (GList) names = g_hash_table_get_keys (w->attrs);
+  names = g_list_sort (names, (GCompareFunc) strcmp);
+  for (GList *l = names; l; l = l->next) {
+    NnicAttr *a = g_hash_table_lookup (w->attrs, l->data);
+    if (!a->tensor)
+      json_object_set_double_member (attrs, l->data, a->value);
+  }
+  json_object_set_object_member (o, "attributes", attrs);
   return o;
 }
 
