@@ -366,27 +366,21 @@ fpgm_scores (const Kernels *k, const float *wv, int64_t filters, int64_t per, fl
   }
   const int T = k->tile;
   const int64_t tiles = filters / T, tiled = tiles * T;
-  const int64_t n_tile_pairs = tiles * (tiles + 1) / 2;
   const gboolean big = (double) filters * (double) filters * (double) per > 4e6;
-  /* Tile pairs (ti <= tj), numbered row by row; the rows get shorter, so
-   * hand them out dynamically. */
-#pragma omp parallel for schedule(dynamic, 4) if (big)
-  for (int64_t t = 0; t < n_tile_pairs; t++) {
-    int64_t ti = 0, start = 0;
-    while (start + (tiles - ti) <= t) {
-      start += tiles - ti;
-      ti++;
+  /* Tile pairs (ti <= tj), a row of them at a time; the rows get shorter,
+   * so hand them out dynamically. */
+#pragma omp parallel for schedule(dynamic, 1) if (big)
+  for (int64_t ti = 0; ti < tiles; ti++)
+    for (int64_t tj = ti; tj < tiles; tj++) {
+      double out[MAX_TILE * MAX_TILE];
+      k->dist2_tile (wv, per, ti * T, tj * T, out);
+      for (int r = 0; r < T; r++)
+        for (int s = 0; s < T; s++) {
+          const int64_t i = ti * T + r, j = tj * T + s;
+          if (i < j)
+            dist[i * filters + j] = pair_distance (out[r * T + s]);
+        }
     }
-    const int64_t tj = ti + (t - start);
-    double out[MAX_TILE * MAX_TILE];
-    k->dist2_tile (wv, per, ti * T, tj * T, out);
-    for (int r = 0; r < T; r++)
-      for (int s = 0; s < T; s++) {
-        const int64_t i = ti * T + r, j = tj * T + s;
-        if (i < j)
-          dist[i * filters + j] = pair_distance (out[r * T + s]);
-      }
-  }
   /* Pairs with a row the tiles left over: (i, j) with j >= tiled, i < j. */
 #pragma omp parallel for schedule(dynamic, 4) if (big)
   for (int64_t i = 0; i < filters; i++)

@@ -57,7 +57,9 @@ nnic_attr_free (NnicAttr *a)
   g_free (a);
 }
 
-/* w *= mask, in place: the weights of pruned positions are exactly 0. */
+/* w *= mask, in place: the weights of pruned positions are exactly 0.
+ * A select rather than a branch: it vectorises, and random masks (level)
+ * would make the branch unpredictable. */
 static void
 apply_mask (NnicTensor *value, const NnicTensor *mask)
 {
@@ -161,12 +163,16 @@ nnic_wrapper_set_mask (NnicWrapper *w, const char *param, const NnicTensor *mask
                  param, want, got);
     return FALSE;
   }
+  uint8_t *restrict out = dst->u8;
+  const int64_t n = dst->numel;
   if (mask->dtype == NNIC_DTYPE_U8) {
-    for (int64_t i = 0; i < dst->numel; i++)
-      dst->u8[i] = mask->u8[i] != 0;
+    const uint8_t *restrict in = mask->u8;
+    for (int64_t i = 0; i < n; i++)
+      out[i] = in[i] != 0;
   } else {
-    for (int64_t i = 0; i < dst->numel; i++)
-      dst->u8[i] = mask->f32[i] != 0.0f;
+    const float *restrict in = mask->f32;
+    for (int64_t i = 0; i < n; i++)
+      out[i] = in[i] != 0.0f;
   }
   if (is_weight)
     w->weight_masked = TRUE;
