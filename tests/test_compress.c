@@ -459,6 +459,60 @@ START_TEST (test_checkpoint_round_trip)
 }
 END_TEST
 
+/* Output channels of a wrapper that are entirely masked (filter and bias). */
+static GString *
+pruned_channels (NnicWrapper *w)
+{
+  const NnicTensor *m = nnic_wrapper_get_mask (w, "weight");
+  const int64_t channels = m->shape[0], per = m->numel / channels;
+  GString *s = g_string_new (NULL);
+  for (int64_t c = 0; c < channels; c++) {
+    gboolean all = TRUE;
+    for (int64_t j = 0; j < per; j++)
+      all &= m->u8[c * per + j] == 0;
+    if (all)
+      g_string_append_printf (s, "%" G_GINT64_FORMAT " ", c);
+  }
+  return s;
+}
+
+START_TEST (test_dependency_aware)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = nnic_model_new_builtin ("resnet8", 3, 32, 32, 10, &err);
+  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "l1filter", cl, NULL,
+                                                      &(NnicCompressorOptions) { .dependency_aware = TRUE }, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  /* Layers whose outputs meet in an Add lose the same channels. */
+  const char *sets[][2] = { { "conv1", "layer1.0.conv2" },
+                            { "layer2.0.downsample.0", "layer2.0.conv2" },
+                            { "layer3.0.downsample.0", "layer3.0.conv2" } };
+  for (guint i = 0; i < G_N_ELEMENTS (sets); i++) {
+    g_autoptr (GString) a = pruned_channels (nnic_compressor_find_wrapper (c, sets[i][0]));
+    g_autoptr (GString) b = pruned_channels (nnic_compressor_find_wrapper (c, sets[i][1]));
+    ck_assert_msg (g_str_equal (a->str, b->str), "%s prunes %s, %s prunes %s", sets[i][0], a->str, sets[i][1], b->str);
+    ck_assert_double_eq_tol (nnic_wrapper_sparsity (nnic_compressor_find_wrapper (c, sets[i][0])), 0.5, 1e-9);
+  }
+  /* Without the option, the same layers pick their channels on their own. */
+  g_autoptr (NnicModel) m2 = nnic_model_new_builtin ("resnet8", 3, 32, 32, 10, &err);
+  g_autoptr (NnicCompressor) c2 = nnic_compressor_new (m2, "l1filter", cl, NULL, NULL, &err);
+  ck_assert (nnic_compressor_compress (c2, &err));
+  g_autoptr (GString) a = pruned_channels (nnic_compressor_find_wrapper (c2, "layer2.0.downsample.0"));
+  g_autoptr (GString) b = pruned_channels (nnic_compressor_find_wrapper (c2, "layer2.0.conv2"));
+  ck_assert (!g_str_equal (a->str, b->str));
+  /* A masker without channel scores cannot run dependency-aware. */
+  g_autoptr (NnicConfigList) lv = config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
+  g_autoptr (NnicCompressor) c3 = nnic_compressor_new (m2, "level", lv, NULL,
+                                                       &(NnicCompressorOptions) { .dependency_aware = TRUE }, &err);
+  ck_assert (!nnic_compressor_compress (c3, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "level cannot prune dependency-aware");
+  g_clear_error (&err);
+}
+END_TEST
+
 START_TEST (test_creation_errors)
 {
   GError *err = NULL;
@@ -488,6 +542,7 @@ main (void)
   tcase_add_test (tc, test_creation_errors);
   tcase_add_test (tc, test_input_output_quantization);
   tcase_add_test (tc, test_checkpoint_round_trip);
+  tcase_add_test (tc, test_dependency_aware);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }
