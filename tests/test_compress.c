@@ -513,6 +513,38 @@ START_TEST (test_dependency_aware)
 }
 END_TEST
 
+START_TEST (test_lottery_ticket)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicTensor) initial = nnic_tensor_copy (nnic_model_find_param (m, "fc1.weight", &err)->value, &err);
+  g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.1 }, &err);
+  g_autoptr (NnicConfigList) cl = config (
+      "[{\"sparsity\": 0.8, \"op_types\": [\"default\"], \"prune_iterations\": 3, \"epochs_per_iteration\": 2}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "lottery_ticket", cl, opt, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  NnicWrapper *w = nnic_compressor_find_wrapper (c, "fc1");
+  NnicTensor *wt = nnic_wrapper_weight (w);
+  for (guint epoch = 0; epoch < 9; epoch++) {
+    ck_assert (nnic_compressor_update_epoch (c, epoch, &err));
+    NNIC_ASSERT_NO_ERROR (err);
+    /* NNI's formula: 1 - ((1 - s)^(1/n))^round, a round every 2 epochs. */
+    int round = MIN ((int) epoch / 2, 3);
+    double want = 1.0 - pow (pow (0.2, 1.0 / 3.0), round);
+    ck_assert_msg (fabs (nnic_wrapper_sparsity (w) - want) < 1e-5, "epoch %u: sparsity %g, want %g", epoch,
+                   nnic_wrapper_sparsity (w), want);
+    if (epoch % 2 == 0 && epoch / 2 <= 3) {
+      /* A round starts from the original weights, masked. */
+      const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
+      for (int64_t i = 0; i < wt->numel; i++)
+        ck_assert_float_eq (wt->f32[i], mask->u8[i] ? initial->f32[i] : 0.0f);
+    }
+    train_step (m, opt, epoch);
+  }
+}
+END_TEST
+
 START_TEST (test_creation_errors)
 {
   GError *err = NULL;
@@ -543,6 +575,7 @@ main (void)
   tcase_add_test (tc, test_input_output_quantization);
   tcase_add_test (tc, test_checkpoint_round_trip);
   tcase_add_test (tc, test_dependency_aware);
+  tcase_add_test (tc, test_lottery_ticket);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }
