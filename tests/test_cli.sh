@@ -78,6 +78,9 @@ if [ -d /usr/share/datasets/fashion-mnist ] || [ -n "${NNIC_DATA_DIR:-}" ]; then
       grep -q "$line" "$tmp/out" || { echo "FAIL $alg output lacks '$line'"; cat "$tmp/out"; fails=$((fails+1)); }
     done
   done
+  check sensitivity "$nnic" sensitivity --checkpoint "$tmp/ck.safetensors" --sparsities 0.5 --eval-limit 200 \
+    --layer conv2 --out "$tmp/sens.csv"
+  grep -q "^conv2,0\.[0-9]*$" "$tmp/sens.csv" || { echo "FAIL sensitivity CSV"; cat "$tmp/sens.csv"; fails=$((fails+1)); }
   check plugins "$nnic" plugins
   for name in level agp naive; do grep -qw "$name" "$tmp/out" || { echo "FAIL nnic plugins lacks $name"; fails=$((fails+1)); }; done
 else

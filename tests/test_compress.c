@@ -545,6 +545,59 @@ START_TEST (test_lottery_ticket)
 }
 END_TEST
 
+/* A score that falls as weights are pruned: the sum of |w| of all layers. */
+static gboolean
+weight_mass (NnicModel *m, double *score, gpointer user_data, GError **error)
+{
+  (void) error;
+  int *calls = user_data;
+  (*calls)++;
+  double sum = 0;
+  for (guint i = 0; i < nnic_model_n_params (m); i++) {
+    NnicParam *p = nnic_model_param (m, i);
+    if (g_str_has_suffix (p->name, ".weight"))
+      for (int64_t k = 0; k < p->value->numel; k++)
+        sum += fabsf (p->value->f32[k]);
+  }
+  *score = sum;
+  return TRUE;
+}
+
+START_TEST (test_sensitivity_analysis)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicTensor) before = nnic_tensor_copy (nnic_model_find_param (m, "conv2.weight", &err)->value, &err);
+  const double sp[] = { 0.2, 0.5, 0.8 };
+  int calls = 0;
+  g_autoptr (NnicSensitivity) s = nnic_sensitivity_analysis (m, "l1filter", NULL, sp, 3, weight_mass, &calls,
+                                                             NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_int_eq (calls, 1 + 2 * 3); /* baseline, then every Conv2d at every sparsity */
+  ck_assert_uint_eq (s->layers->len, 2);
+  ck_assert_str_eq (g_ptr_array_index (s->layers, 1), "conv2");
+  for (guint l = 0; l < 2; l++) {
+    double last = s->baseline;
+    for (guint k = 0; k < 3; k++) {
+      ck_assert (nnic_sensitivity_score (s, l, k) < last);
+      last = nnic_sensitivity_score (s, l, k);
+    }
+  }
+  /* The model is as it was. */
+  ck_assert_mem_eq (nnic_model_find_param (m, "conv2.weight", &err)->value->data, before->data, nnic_tensor_nbytes (before));
+  g_autofree char *dir = nnic_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "s.csv", NULL);
+  ck_assert (nnic_sensitivity_save_csv (s, path, &err));
+  g_autofree char *text = NULL;
+  ck_assert (g_file_get_contents (path, &text, NULL, NULL));
+  ck_assert (g_str_has_prefix (text, "layername,0.2,0.5,0.8\nconv1,"));
+  ck_assert_ptr_null (nnic_sensitivity_analysis (m, "l1filter", (const char *const[]) { "fc9", NULL }, sp, 3,
+                                                 weight_mass, &calls, NULL, NULL, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "sensitivity of fc9 at sparsity 0.2");
+  g_clear_error (&err);
+}
+END_TEST
+
 START_TEST (test_creation_errors)
 {
   GError *err = NULL;
@@ -576,6 +629,7 @@ main (void)
   tcase_add_test (tc, test_checkpoint_round_trip);
   tcase_add_test (tc, test_dependency_aware);
   tcase_add_test (tc, test_lottery_ticket);
+  tcase_add_test (tc, test_sensitivity_analysis);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }

@@ -6,6 +6,7 @@
 int nnic_cmd_train (int argc, char **argv);
 int nnic_cmd_eval (int argc, char **argv);
 int nnic_cmd_compress (int argc, char **argv);
+int nnic_cmd_sensitivity (int argc, char **argv);
 int nnic_cmd_plugins (int argc, char **argv);
 int nnic_cmd_mask (int argc, char **argv);
 

@@ -14,6 +14,7 @@ static const Command commands[] = {
   { "train", nnic_cmd_train, "train a model on a data set and save its weights" },
   { "eval", nnic_cmd_eval, "evaluate a checkpoint's accuracy on the test set" },
   { "compress", nnic_cmd_compress, "prune or quantize a trained model, fine-tune, export" },
+  { "sensitivity", nnic_cmd_sensitivity, "accuracy as each layer alone is pruned to a range of sparsities" },
   { "plugins", nnic_cmd_plugins, "list the algorithm plugins found and the config keys they accept" },
   { "mask", nnic_cmd_mask, "run one masker on a layer's weights from .npy files, write its mask" },
 };

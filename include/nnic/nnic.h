@@ -12,3 +12,4 @@
 #include <nnic/compress.h>
 #include <nnic/plugin.h>
 #include <nnic/registry.h>
+#include <nnic/sensitivity.h>
