@@ -131,21 +131,6 @@ taylor_destroy (gpointer state)
   g_free (t);
 }
 
-typedef struct {
-  float score;
-  int64_t index;
-} Ranked;
-
-/* Ascending score, then lower index: a stable order. */
-static int
-by_score (const void *a, const void *b)
-{
-  const Ranked *x = a, *y = b;
-  if (x->score != y->score)
-    return x->score < y->score ? -1 : 1;
-  return (x->index > y->index) - (x->index < y->index);
-}
-
 static gboolean
 taylor_calc_mask (gpointer state, NnicCompressor *c, NnicWrapper *w, guint index, double sparsity,
                   gboolean *ready, GError **error)
@@ -154,7 +139,7 @@ taylor_calc_mask (gpointer state, NnicCompressor *c, NnicWrapper *w, guint index
   (void) c;
   (void) index;
   NnicTensor *weight = nnic_wrapper_weight (w);
-  const int64_t filters = weight->shape[0], per_filter = weight->numel / filters;
+  const int64_t filters = weight->shape[0];
   const int64_t num_prune = (int64_t) ((double) filters * sparsity);
   *ready = TRUE;
   if (filters < 2 || num_prune < 1)
@@ -164,27 +149,11 @@ taylor_calc_mask (gpointer state, NnicCompressor *c, NnicWrapper *w, guint index
     *ready = FALSE; /* NNI's None: ask again after the next step */
     return TRUE;
   }
-  g_autofree Ranked *order = g_new (Ranked, filters);
+  /* float32 scores, compared as doubles: the same order. */
+  g_autofree double *scores = g_new (double, filters);
   for (int64_t f = 0; f < filters; f++)
-    order[f] = (Ranked) { total->f32[f], f };
-  qsort (order, (size_t) filters, sizeof *order, by_score);
-
-  g_autoptr (NnicTensor) wmask = nnic_tensor_copy (nnic_wrapper_get_mask (w, "weight"), error);
-  if (!wmask)
-    return FALSE;
-  const NnicTensor *old_bias = nnic_wrapper_get_mask (w, "bias");
-  g_autoptr (NnicTensor) bmask = old_bias ? nnic_tensor_copy (old_bias, error) : NULL;
-  if (old_bias && !bmask)
-    return FALSE;
-  for (int64_t k = 0; k < num_prune; k++) {
-    const int64_t f = order[k].index;
-    memset (wmask->u8 + f * per_filter, 0, (size_t) per_filter);
-    if (bmask)
-      bmask->u8[f] = 0;
-  }
-  if (!nnic_wrapper_set_mask (w, "weight", wmask, error))
-    return FALSE;
-  return !bmask || nnic_wrapper_set_mask (w, "bias", bmask, error);
+    scores[f] = total->f32[f];
+  return nnic_wrapper_prune_lowest (w, scores, num_prune, error);
 }
 
 static const NnicMaskerVTable taylor_vtable = {

@@ -182,6 +182,48 @@ nnic_wrapper_set_mask (NnicWrapper *w, const char *param, const NnicTensor *mask
   return TRUE;
 }
 
+typedef struct {
+  double score;
+  int64_t channel;
+} Ranked;
+
+/* Ascending score, then lower channel: a stable order. */
+static int
+by_score (const void *a, const void *b)
+{
+  const Ranked *x = a, *y = b;
+  if (x->score != y->score)
+    return x->score < y->score ? -1 : 1;
+  return (x->channel > y->channel) - (x->channel < y->channel);
+}
+
+gboolean
+nnic_wrapper_prune_lowest (NnicWrapper *w, const double *scores, int64_t n_prune, GError **error)
+{
+  if (!w->weight_mask) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "%s: no weight to prune", nnic_wrapper_name (w));
+    return FALSE;
+  }
+  const int64_t channels = w->weight_mask->shape[0], per = w->weight_mask->numel / channels;
+  n_prune = CLAMP (n_prune, 0, channels);
+  g_autofree Ranked *order = g_new (Ranked, channels);
+  for (int64_t c = 0; c < channels; c++)
+    order[c] = (Ranked) { scores[c], c };
+  qsort (order, (size_t) channels, sizeof *order, by_score);
+  g_autoptr (NnicTensor) wmask = nnic_tensor_copy (w->weight_mask, error);
+  g_autoptr (NnicTensor) bmask = w->bias_mask ? nnic_tensor_copy (w->bias_mask, error) : NULL;
+  if (!wmask || (w->bias_mask && !bmask))
+    return FALSE;
+  for (int64_t k = 0; k < n_prune; k++) {
+    const int64_t c = order[k].channel;
+    memset (wmask->u8 + c * per, 0, (size_t) per);
+    if (bmask)
+      bmask->u8[c] = 0;
+  }
+  return nnic_wrapper_set_mask (w, "weight", wmask, error) &&
+         (!bmask || nnic_wrapper_set_mask (w, "bias", bmask, error));
+}
+
 double
 nnic_wrapper_sparsity (const NnicWrapper *w)
 {

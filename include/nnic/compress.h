@@ -156,6 +156,12 @@ NnicTensor *nnic_wrapper_weight_grad (NnicWrapper *w);
 const NnicTensor *nnic_wrapper_get_mask (const NnicWrapper *w, const char *param); /* "weight", "bias" */
 gboolean nnic_wrapper_set_mask (NnicWrapper *w, const char *param, const NnicTensor *mask,
                                 GError **error);
+/* For filter maskers: masks (weight and bias) the `n_prune` output
+ * channels with the lowest `scores` (one per channel), exactly n_prune of
+ * them, ties going to the lower channel; other entries of the current
+ * masks stay as they are. */
+gboolean nnic_wrapper_prune_lowest (NnicWrapper *w, const double *scores, int64_t n_prune,
+                                    GError **error);
 /* Fraction of the weight's entries masked to zero. */
 double nnic_wrapper_sparsity (const NnicWrapper *w);
 
