@@ -432,22 +432,6 @@ cmp_float (const void *pa, const void *pb)
   return (a > b) - (a < b);
 }
 
-typedef struct {
-  float score;
-  int64_t index;
-} Ranked;
-
-/* Ascending score, NaN last, equal scores by index: a stable sort. */
-static int
-cmp_ranked (const void *pa, const void *pb)
-{
-  const Ranked *a = pa, *b = pb;
-  int c = cmp_float (&a->score, &b->score);
-  if (c)
-    return c;
-  return (a->index > b->index) - (a->index < b->index);
-}
-
 /* Sets the masks of whole filters: keep[f] = 0 prunes filter f (and its
  * bias entry). With `from_current`, filters already masked stay as they
  * were (FPGM); otherwise the masks are made fresh from keep (L1/L2). */
@@ -496,15 +480,12 @@ filter_calc_mask (gpointer state, NnicCompressor *c, NnicWrapper *w, guint index
   if (!filter_scores (s, w, scores, error))
     return FALSE;
   if (s->kind == FILTER_FPGM) {
-    /* Exactly num_prune, the smallest d_f, ties to the lower index. */
-    g_autofree Ranked *r = g_new (Ranked, filters);
+    /* Exactly num_prune, the smallest d_f, ties to the lower index, on top
+     * of the current mask. */
+    g_autofree double *d = g_new (double, filters);
     for (int64_t f = 0; f < filters; f++)
-      r[f] = (Ranked) { scores[f], f };
-    qsort (r, (size_t) filters, sizeof *r, cmp_ranked);
-    memset (keep, 1, (size_t) filters);
-    for (int64_t i = 0; i < num_prune; i++)
-      keep[r[i].index] = 0;
-    return set_filter_masks (w, keep, TRUE, error);
+      d[f] = scores[f];
+    return nnic_wrapper_prune_lowest (w, d, num_prune, error);
   }
   /* t = the num_prune-th smallest score; keep score > t. */
   g_autofree float *sorted = g_memdup2 (scores, sizeof (float) * (gsize) filters);

@@ -2,6 +2,7 @@
  * attributes, and the in-place application of masks to the weights. */
 #include "core/compress/wrapper.h"
 
+#include <math.h>
 #include <string.h>
 
 NnicWrapper *
@@ -187,13 +188,17 @@ typedef struct {
   int64_t channel;
 } Ranked;
 
-/* Ascending score, then lower channel: a stable order. */
+/* Ascending score, NaN last, then lower channel: a stable order. */
 static int
 by_score (const void *a, const void *b)
 {
   const Ranked *x = a, *y = b;
-  if (x->score != y->score)
+  if (isnan (x->score) || isnan (y->score)) {
+    if (isnan (x->score) != isnan (y->score))
+      return isnan (x->score) ? 1 : -1;
+  } else if (x->score != y->score) {
     return x->score < y->score ? -1 : 1;
+  }
   return (x->channel > y->channel) - (x->channel < y->channel);
 }
 
