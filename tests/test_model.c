@@ -171,7 +171,7 @@ typedef struct {
 } GradData;
 
 static void
-grad_hook (NnicModel *m, NnicParam *p, const NnicTensor *sub, const NnicTensor *g, gpointer user_data)
+grad_hook (NnicModel *m, NnicParam *p, const NnicTensor *sub, NnicTensor *g, gpointer user_data)
 {
   (void) m;
   (void) sub;

@@ -405,16 +405,15 @@ nnic_compressor_free (NnicCompressor *c)
 
 /* Straight-through unless the quantizer has its own backward. */
 static void
-quant_grad (NnicModel *m, NnicParam *p, const NnicTensor *sub, const NnicTensor *grad, gpointer user_data)
+quant_grad (NnicModel *m, NnicParam *p, const NnicTensor *sub, NnicTensor *g, gpointer user_data)
 {
   (void) m;
   (void) sub;
   NnicWrapper *w = user_data;
   NnicCompressor *c = w->compressor;
   const NnicQuantizerVTable *vt = quantizer_vt (c->algorithm);
-  /* The hook owns the gradient buffer only for this call: transform a
-   * copy in place, then add it to the real weight's gradient. */
-  NnicTensor *g = (NnicTensor *) grad;
+  /* The gradient buffer is scratch for this call: transform it in place,
+   * then add it to the real weight's gradient. */
   vt->quant_backward (c->state, w, NNIC_QUANT_WEIGHT, p->value, g);
   for (int64_t i = 0; i < g->numel; i++)
     p->grad->f32[i] += g->f32[i];

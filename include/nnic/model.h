@@ -195,10 +195,12 @@ gboolean nnic_model_set_input_transform (NnicModel *m, const char *node_name, Nn
 /* Weight substitution: forward reads `substitute` in place of the named
  * parameter (a masked or quantized copy); backward computes the gradient
  * with respect to the substitute and hands it to `grad_hook` (NULL: the
- * straight-through estimator, added as is to the real parameter's grad).
+ * straight-through estimator, added as is to the real parameter's grad);
+ * the hook adds what it wants to param->grad and may use the tensor it is
+ * given as scratch (it is cleared after the call).
  * Pass substitute = NULL to remove. The model does not take ownership. */
 typedef void (*NnicGradHook) (NnicModel *m, NnicParam *param, const NnicTensor *substitute,
-                              const NnicTensor *grad_wrt_substitute, gpointer user_data);
+                              NnicTensor *grad_wrt_substitute, gpointer user_data);
 gboolean nnic_model_substitute_param (NnicModel *m, const char *param_name, NnicTensor *substitute,
                                       NnicGradHook grad_hook, gpointer user_data, GError **error);
 
