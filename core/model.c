@@ -821,7 +821,7 @@ nnic_model_zero_grad (NnicModel *m)
   for (guint i = 0; i < m->params->len; i++) {
     NnicParam *p = &g_array_index (m->params, NnicParam, i);
     if (p->grad)
-      nnic_tensor_zero (p->grad);
+      nnic_parallel_zero (p->grad->f32, p->grad->numel);
   }
 }
 

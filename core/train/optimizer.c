@@ -146,29 +146,38 @@ nnic_optimizer_add_tensor (NnicOptimizer *o, const char *name, NnicTensor *value
   return add_slot (o, name ? name : "(unnamed)", value, grad, error);
 }
 
+/* Updates shorter than this stay on one thread. */
+#define OPT_PARALLEL_MIN ((int64_t) 1 << 16)
+
 /* torch.optim.SGD: d = g + wd·p; buf = d (first step) or μ·buf + (1-τ)·d;
  * d = d + μ·buf (Nesterov) or buf; p -= lr·d. */
 static void
 sgd_update (NnicOptimizer *o, Slot *s)
 {
   const NnicSgdOptions *c = &o->sgd;
-  float *p = s->value->f32;
-  const float *g = s->grad->f32;
+  float *restrict p = s->value->f32;
+  const float *restrict g = s->grad->f32;
   const int64_t n = s->value->numel;
   const float lr = (float) o->lr, wd = (float) c->weight_decay, mu = (float) c->momentum;
   const float damp = 1.0f - (float) c->dampening;
   if (mu == 0) {
+#pragma omp parallel for schedule(static) if (n > OPT_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++)
       p[i] -= lr * (g[i] + wd * p[i]);
     return;
   }
-  gboolean first = s->steps == 1;
-  float *buf = s->m->f32;
+  /* As constants of the loop, so that it vectorises: the first step
+   * takes the gradient as the buffer (mu 0, damp 1 for that step). */
+  const gboolean first = s->steps == 1;
+  const float keep = first ? 0.0f : mu, add = first ? 1.0f : damp, ahead = c->nesterov ? mu : 0.0f;
+  const float take_d = c->nesterov ? 1.0f : 0.0f, take_b = c->nesterov ? ahead : 1.0f;
+  float *restrict buf = s->m->f32;
+#pragma omp parallel for schedule(static) if (n > OPT_PARALLEL_MIN)
   for (int64_t i = 0; i < n; i++) {
     float d = g[i] + wd * p[i];
-    float b = first ? d : mu * buf[i] + damp * d;
+    float b = keep * buf[i] + add * d;
     buf[i] = b;
-    p[i] -= lr * (c->nesterov ? d + mu * b : b);
+    p[i] -= lr * (take_d * d + take_b * b);
   }
 }
 
