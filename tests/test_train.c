@@ -115,6 +115,13 @@ START_TEST (test_adam_matches_torch)
 END_TEST
 
 static void
+zero_grads (NnicOptimizer *opt, gpointer user_data)
+{
+  (void) opt;
+  nnic_tensor_zero (((NnicParam *) user_data)->grad);
+}
+
+static void
 count_hook (NnicOptimizer *opt, gpointer user_data)
 {
   (void) opt;
@@ -136,8 +143,16 @@ START_TEST (test_post_step_hooks)
   nnic_optimizer_step (opt);
   ck_assert_int_eq (calls, 2);
   ck_assert (!nnic_optimizer_remove_post_step_hook (opt, id, &err));
-  NNIC_ASSERT_ERROR (err, NNIC_ERROR_NOT_FOUND, "post-step hook");
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_NOT_FOUND, "no step hook with id");
   g_clear_error (&err);
+
+  /* A pre-step hook sees the gradients before the update and may change them. */
+  guint pre = nnic_optimizer_add_pre_step_hook (opt, zero_grads, w, NULL);
+  float before = w->value->f32[0];
+  w->grad->f32[0] = 5.0f;
+  nnic_optimizer_step (opt);
+  ck_assert_float_eq (w->value->f32[0], before);
+  ck_assert (nnic_optimizer_remove_post_step_hook (opt, pre, &err));
 
   /* Extra tensors (a quantizer's scale) are optimised too. */
   g_autoptr (NnicTensor) s = nnic_tensor_new_f32 (&err, 1, (int64_t) 1);

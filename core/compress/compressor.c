@@ -26,6 +26,7 @@ struct _NnicCompressor {
   GPtrArray *wrappers;          /* NnicWrapper *, owned */
   GPtrArray *entries;           /* JsonObject * refs of the config list */
   gboolean dependency_aware;
+  NnicCompressorOptions options; /* as given (the masker name is not kept) */
   guint step_hook;
   guint64 steps;
   GArray *collectors;           /* Collector */
@@ -328,6 +329,9 @@ nnic_compressor_new (NnicModel *model, const char *algorithm, const NnicConfigLi
   if (!resolve_algorithms (c, algorithm, options, error))
     goto fail;
   c->dependency_aware = options && options->dependency_aware;
+  if (options)
+    c->options = *options;
+  c->options.masker = NULL; /* the caller's string: resolved above, not kept */
   if (c->dependency_aware && c->mode != MODE_ONESHOT) {
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
                  "dependency-aware pruning needs a filter masker used one-shot, not a %s",
@@ -536,6 +540,18 @@ const char *
 nnic_compressor_masker (const NnicCompressor *c)
 {
   return c->masker ? c->masker->info->name : NULL;
+}
+
+gboolean
+nnic_compressor_train_epoch (NnicCompressor *c, NnicOptimizer *opt, guint epoch, GError **error)
+{
+  if (!c->options.trainer) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                 "%s trains while it prunes and needs a trainer (NnicCompressorOptions.trainer)",
+                 c->algorithm->info->name);
+    return FALSE;
+  }
+  return c->options.trainer (c->model, opt, epoch, c->options.trainer_data, error);
 }
 
 gboolean

@@ -16,6 +16,7 @@ typedef struct {
 
 typedef struct {
   guint id;
+  gboolean pre;   /* runs before the update (may change the gradients) */
   NnicStepHook fn;
   gpointer user_data;
   GDestroyNotify destroy;
@@ -201,9 +202,20 @@ adam_update (NnicOptimizer *o, Slot *s)
   }
 }
 
+static void
+run_step_hooks (NnicOptimizer *o, gboolean pre)
+{
+  for (guint i = 0; i < o->hooks->len; i++) {
+    StepHook *h = &g_array_index (o->hooks, StepHook, i);
+    if (h->pre == pre)
+      h->fn (o, h->user_data);
+  }
+}
+
 void
 nnic_optimizer_step (NnicOptimizer *o)
 {
+  run_step_hooks (o, TRUE);
   o->steps++;
   for (guint i = 0; i < o->slots->len; i++) {
     Slot *s = &g_array_index (o->slots, Slot, i);
@@ -213,10 +225,7 @@ nnic_optimizer_step (NnicOptimizer *o)
     else
       adam_update (o, s);
   }
-  for (guint i = 0; i < o->hooks->len; i++) {
-    StepHook *h = &g_array_index (o->hooks, StepHook, i);
-    h->fn (o, h->user_data);
-  }
+  run_step_hooks (o, FALSE);
 }
 
 void
@@ -237,14 +246,28 @@ nnic_optimizer_steps (const NnicOptimizer *o)
   return o->steps;
 }
 
+static guint
+add_step_hook (NnicOptimizer *o, gboolean pre, NnicStepHook fn, gpointer user_data,
+               GDestroyNotify destroy)
+{
+  g_return_val_if_fail (fn != NULL, 0);
+  StepHook h = { o->next_hook_id++, pre, fn, user_data, destroy };
+  g_array_append_val (o->hooks, h);
+  return h.id;
+}
+
 guint
 nnic_optimizer_add_post_step_hook (NnicOptimizer *o, NnicStepHook fn, gpointer user_data,
                                    GDestroyNotify destroy)
 {
-  g_return_val_if_fail (fn != NULL, 0);
-  StepHook h = { o->next_hook_id++, fn, user_data, destroy };
-  g_array_append_val (o->hooks, h);
-  return h.id;
+  return add_step_hook (o, FALSE, fn, user_data, destroy);
+}
+
+guint
+nnic_optimizer_add_pre_step_hook (NnicOptimizer *o, NnicStepHook fn, gpointer user_data,
+                                  GDestroyNotify destroy)
+{
+  return add_step_hook (o, TRUE, fn, user_data, destroy);
 }
 
 gboolean
@@ -259,6 +282,6 @@ nnic_optimizer_remove_post_step_hook (NnicOptimizer *o, guint id, GError **error
       h.destroy (h.user_data);
     return TRUE;
   }
-  g_set_error (error, NNIC_ERROR, NNIC_ERROR_NOT_FOUND, "no post-step hook with id %u", id);
+  g_set_error (error, NNIC_ERROR, NNIC_ERROR_NOT_FOUND, "no step hook with id %u", id);
   return FALSE;
 }

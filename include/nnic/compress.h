@@ -70,6 +70,11 @@ typedef struct {
   const char *masker;
   /* Filter maskers: prune channels that meet in Add/Concat together. */
   gboolean dependency_aware;
+  /* For pruners that train inside compress() (admm): trains the model
+   * one epoch with the optimizer given. May be NULL for the others. */
+  gboolean (*trainer) (NnicModel *m, NnicOptimizer *opt, guint epoch, gpointer user_data,
+                       GError **error);
+  gpointer trainer_data;
 } NnicCompressorOptions;
 
 /* Loads `algorithm` from the plugins (a masker name means the one-shot
@@ -102,6 +107,10 @@ guint64 nnic_compressor_steps (const NnicCompressor *c);
 /* The masker's name (one-shot pruning, or the one a scheduling pruner
  * drives), or NULL for quantizers. */
 const char *nnic_compressor_masker (const NnicCompressor *c);
+/* Runs the trainer of the options for one epoch with `opt`; an error when
+ * none was given (the message names what needs it). */
+gboolean nnic_compressor_train_epoch (NnicCompressor *c, NnicOptimizer *opt, guint epoch,
+                                      GError **error);
 /* Runs that masker on one wrapper for a sparsity (how a scheduling pruner
  * such as AGP sets its masks). *ready as in NnicMaskerVTable.calc_mask. */
 gboolean nnic_compressor_calc_mask (NnicCompressor *c, NnicWrapper *w, double sparsity,

@@ -54,6 +54,10 @@ guint64 nnic_optimizer_steps (const NnicOptimizer *opt);
 typedef void (*NnicStepHook) (NnicOptimizer *opt, gpointer user_data);
 guint nnic_optimizer_add_post_step_hook (NnicOptimizer *opt, NnicStepHook fn, gpointer user_data,
                                          GDestroyNotify destroy);
+/* Called before the update, when the gradients are complete: a hook may
+ * add to them (ADMM's penalty). Removed with remove_post_step_hook. */
+guint nnic_optimizer_add_pre_step_hook (NnicOptimizer *opt, NnicStepHook fn, gpointer user_data,
+                                        GDestroyNotify destroy);
 gboolean nnic_optimizer_remove_post_step_hook (NnicOptimizer *opt, guint id, GError **error);
 
 /* Learning-rate schedules, evaluated per epoch like torch's StepLR and
