@@ -598,6 +598,45 @@ START_TEST (test_sensitivity_analysis)
 }
 END_TEST
 
+static gboolean
+train_two_steps (NnicModel *m, NnicOptimizer *opt, guint epoch, gpointer user_data, GError **error)
+{
+  (void) error;
+  (*(int *) user_data)++;
+  train_step (m, opt, epoch * 2);
+  train_step (m, opt, epoch * 2 + 1);
+  return TRUE;
+}
+
+START_TEST (test_admm)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config (
+      "[{\"sparsity\": 0.5, \"op_types\": [\"default\"], \"num_iterations\": 2, \"training_epochs\": 3, \"row\": 0.001}]");
+  int epochs = 0;
+  NnicCompressorOptions o = { .masker = "level", .trainer = train_two_steps, .trainer_data = &epochs };
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "admm", cl, NULL, &o, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_int_eq (epochs, 2 * 3);
+  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++) {
+    NnicWrapper *w = nnic_compressor_wrapper (c, i);
+    ck_assert_double_eq_tol (nnic_wrapper_sparsity (w), 0.5, 0.01);
+    const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
+    for (int64_t k = 0; k < mask->numel; k++)
+      if (!mask->u8[k])
+        ck_assert_float_eq (nnic_wrapper_weight (w)->f32[k], 0.0f);
+  }
+  /* Without a trainer it says what it needs. */
+  g_autoptr (NnicCompressor) c2 = nnic_compressor_new (m, "admm", cl, NULL, NULL, &err);
+  ck_assert (!nnic_compressor_compress (c2, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "admm trains while it prunes and needs a trainer");
+  g_clear_error (&err);
+}
+END_TEST
+
 START_TEST (test_creation_errors)
 {
   GError *err = NULL;
@@ -630,6 +669,7 @@ main (void)
   tcase_add_test (tc, test_dependency_aware);
   tcase_add_test (tc, test_lottery_ticket);
   tcase_add_test (tc, test_sensitivity_analysis);
+  tcase_add_test (tc, test_admm);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }

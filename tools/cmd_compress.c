@@ -111,6 +111,30 @@ gather_statistics (NnicCompressor *c, NnicModel *model, NnicOptimizer *opt, cons
   return nnic_compressor_compress (c, error);
 }
 
+/* The trainer pruners such as admm call inside compress(): one epoch over
+ * the training set with their optimizer. */
+typedef struct {
+  const NnicDataset *train;
+  const CompressArgs *args;
+} TrainerData;
+
+static gboolean
+train_one_epoch (NnicModel *m, NnicOptimizer *opt, guint epoch, gpointer user_data, GError **error)
+{
+  TrainerData *t = user_data;
+  g_autoptr (NnicLoader) loader = nnic_loader_new (t->train, t->args->batch_size, TRUE,
+                                                   (guint64) t->args->seed, error);
+  NnicCliProgress progress;
+  nnic_cli_progress_init (&progress, t->args->quiet);
+  NnicEpochStats st;
+  if (!loader || !nnic_train_epoch (m, opt, loader, epoch, 0, nnic_cli_progress_update, &progress, &st, error))
+    return FALSE;
+  nnic_cli_progress_finish (&progress);
+  printf ("training inside %s: epoch %u, loss %.4f, %.1f s\n", t->args->algorithm, epoch + 1, st.loss, st.seconds);
+  fflush (stdout);
+  return TRUE;
+}
+
 static int
 run (CompressArgs *a)
 {
@@ -139,7 +163,9 @@ run (CompressArgs *a)
       model, &(NnicSgdOptions) { .lr = a->lr, .momentum = a->momentum }, &error);
   if (!opt)
     return nnic_cli_fail ("compress", error);
-  NnicCompressorOptions options = { .masker = a->masker, .dependency_aware = a->dependency_aware };
+  TrainerData trainer = { train, a };
+  NnicCompressorOptions options = { .masker = a->masker, .dependency_aware = a->dependency_aware,
+                                    .trainer = train_one_epoch, .trainer_data = &trainer };
   g_autoptr (NnicCompressor) c = nnic_compressor_new (model, a->algorithm, config, opt, &options, &error);
   if (!c && g_error_matches (error, NNIC_ERROR, NNIC_ERROR_CONFIG))
     g_prefix_error (&error, "%s: ", a->config); /* say which file the entry is in */

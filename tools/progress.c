@@ -26,8 +26,13 @@ nnic_cli_progress_update (const NnicProgress *pr, gpointer user_data)
   NnicCliProgress *p = user_data;
   if (p->quiet)
     return;
-  char eta[32];
+  char eta[32], epoch[32];
   format_eta (eta, sizeof eta, pr->eta_s);
+  /* "3/5", or just "3" when the caller does not know how many there are. */
+  if (pr->n_epochs)
+    g_snprintf (epoch, sizeof epoch, "%u/%u", pr->epoch + 1, pr->n_epochs);
+  else
+    g_snprintf (epoch, sizeof epoch, "%u", pr->epoch + 1);
   if (p->tty) {
     /* Redraw at most ten times a second: the terminal is slower than we are. */
     gint64 now = g_get_monotonic_time ();
@@ -40,16 +45,16 @@ nnic_cli_progress_update (const NnicProgress *pr, gpointer user_data)
     for (int i = 0; i < WIDTH; i++)
       bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
     bar[WIDTH] = '\0';
-    fprintf (stderr, "\r\033[Kepoch %u/%u [%s] %u/%u  loss %.4f  %.0f img/s  ETA %s", pr->epoch + 1,
-             pr->n_epochs, bar, pr->batch, pr->n_batches, pr->loss, pr->images_per_s, eta);
+    fprintf (stderr, "\r\033[Kepoch %s [%s] %u/%u  loss %.4f  %.0f img/s  ETA %s", epoch, bar, pr->batch,
+             pr->n_batches, pr->loss, pr->images_per_s, eta);
     fflush (stderr);
     return;
   }
   guint step = MAX (1u, pr->n_batches / 10);
   if (pr->batch == pr->n_batches || pr->batch - p->last_line_batch >= step || pr->batch < p->last_line_batch) {
     p->last_line_batch = pr->batch;
-    fprintf (stderr, "epoch %u/%u batch %u/%u loss %.4f %.0f img/s ETA %s\n", pr->epoch + 1,
-             pr->n_epochs, pr->batch, pr->n_batches, pr->loss, pr->images_per_s, eta);
+    fprintf (stderr, "epoch %s batch %u/%u loss %.4f %.0f img/s ETA %s\n", epoch, pr->batch,
+             pr->n_batches, pr->loss, pr->images_per_s, eta);
   }
 }
 
