@@ -135,6 +135,14 @@ train_one_epoch (NnicModel *m, NnicOptimizer *opt, guint epoch, gpointer user_da
   return TRUE;
 }
 
+/* The evaluator search-based pruners call: accuracy on the test set (or
+ * its first --eval-limit images). */
+static gboolean
+test_accuracy (NnicModel *m, double *score, gpointer user_data, GError **error)
+{
+  return nnic_evaluate (m, user_data, 1000, score, NULL, error);
+}
+
 static int
 run (CompressArgs *a)
 {
@@ -165,7 +173,8 @@ run (CompressArgs *a)
     return nnic_cli_fail ("compress", error);
   TrainerData trainer = { train, a };
   NnicCompressorOptions options = { .masker = a->masker, .dependency_aware = a->dependency_aware,
-                                    .trainer = train_one_epoch, .trainer_data = &trainer };
+                                    .trainer = train_one_epoch, .trainer_data = &trainer,
+                                    .evaluator = test_accuracy, .evaluator_data = test };
   g_autoptr (NnicCompressor) c = nnic_compressor_new (model, a->algorithm, config, opt, &options, &error);
   if (!c && g_error_matches (error, NNIC_ERROR, NNIC_ERROR_CONFIG))
     g_prefix_error (&error, "%s: ", a->config); /* say which file the entry is in */

@@ -555,6 +555,18 @@ nnic_compressor_train_epoch (NnicCompressor *c, NnicOptimizer *opt, guint epoch,
 }
 
 gboolean
+nnic_compressor_evaluate (NnicCompressor *c, double *score, GError **error)
+{
+  if (!c->options.evaluator) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                 "%s searches by scoring the model and needs an evaluator (NnicCompressorOptions.evaluator)",
+                 c->algorithm->info->name);
+    return FALSE;
+  }
+  return c->options.evaluator (c->model, score, c->options.evaluator_data, error);
+}
+
+gboolean
 nnic_compressor_calc_mask (NnicCompressor *c, NnicWrapper *w, double sparsity, gboolean *ready,
                            GError **error)
 {

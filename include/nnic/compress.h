@@ -75,6 +75,11 @@ typedef struct {
   gboolean (*trainer) (NnicModel *m, NnicOptimizer *opt, guint epoch, gpointer user_data,
                        GError **error);
   gpointer trainer_data;
+  /* For the search-based pruners (sensitivity, netadapt,
+   * simulated_annealing, auto_compress): scores the model as it is,
+   * higher is better (accuracy). */
+  gboolean (*evaluator) (NnicModel *m, double *score, gpointer user_data, GError **error);
+  gpointer evaluator_data;
 } NnicCompressorOptions;
 
 /* Loads `algorithm` from the plugins (a masker name means the one-shot
@@ -111,6 +116,8 @@ const char *nnic_compressor_masker (const NnicCompressor *c);
  * none was given (the message names what needs it). */
 gboolean nnic_compressor_train_epoch (NnicCompressor *c, NnicOptimizer *opt, guint epoch,
                                       GError **error);
+/* Runs the evaluator of the options; an error when none was given. */
+gboolean nnic_compressor_evaluate (NnicCompressor *c, double *score, GError **error);
 /* Runs that masker on one wrapper for a sparsity (how a scheduling pruner
  * such as AGP sets its masks). *ready as in NnicMaskerVTable.calc_mask. */
 gboolean nnic_compressor_calc_mask (NnicCompressor *c, NnicWrapper *w, double sparsity,
