@@ -25,22 +25,14 @@ typedef struct {
   GPtrArray *z, *u; /* per wrapper, NnicTensor * */
 } Admm;
 
-static double
-entry_double (NnicCompressor *c, const char *key, double fallback)
-{
-  JsonObject *e = nnic_compressor_config_entry (c, 0);
-  JsonNode *n = e ? json_object_get_member (e, key) : NULL;
-  return n && JSON_NODE_HOLDS_VALUE (n) ? json_node_get_double (n) : fallback;
-}
-
 static gpointer
 admm_create (NnicCompressor *c, GError **error)
 {
   Admm *a = g_new0 (Admm, 1);
   a->c = c;
-  a->iterations = (int) entry_double (c, "num_iterations", 30);
-  a->epochs = (int) entry_double (c, "training_epochs", 5);
-  a->row = entry_double (c, "row", 1e-4);
+  a->iterations = (int) nnic_compressor_config_double (c, 0, "num_iterations", 30);
+  a->epochs = (int) nnic_compressor_config_double (c, 0, "training_epochs", 5);
+  a->row = nnic_compressor_config_double (c, 0, "row", 1e-4);
   a->z = g_ptr_array_new_with_free_func ((GDestroyNotify) nnic_tensor_free);
   a->u = g_ptr_array_new_with_free_func ((GDestroyNotify) nnic_tensor_free);
   for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++) {

@@ -23,22 +23,14 @@ typedef struct {
   gboolean reset;
 } Lottery;
 
-static double
-entry_double (NnicCompressor *c, const char *key, double fallback)
-{
-  JsonObject *e = nnic_compressor_config_entry (c, 0);
-  JsonNode *n = e ? json_object_get_member (e, key) : NULL;
-  return n && JSON_NODE_HOLDS_VALUE (n) ? json_node_get_double (n) : fallback;
-}
-
 static gpointer
 lottery_create (NnicCompressor *c, GError **error)
 {
   Lottery *l = g_new0 (Lottery, 1);
   l->model = nnic_compressor_model (c);
   l->round = -1;
-  l->iterations = (int) entry_double (c, "prune_iterations", 1);
-  l->epochs_per_round = (int) entry_double (c, "epochs_per_iteration", 1);
+  l->iterations = (int) nnic_compressor_config_double (c, 0, "prune_iterations", 1);
+  l->epochs_per_round = (int) nnic_compressor_config_double (c, 0, "epochs_per_iteration", 1);
   JsonObject *e = nnic_compressor_config_entry (c, 0);
   l->reset = !e || !json_object_has_member (e, "reset_weights") || json_object_get_boolean_member (e, "reset_weights");
   l->initial = g_ptr_array_new_with_free_func ((GDestroyNotify) nnic_tensor_free);

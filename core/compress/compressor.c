@@ -516,6 +516,17 @@ nnic_compressor_config_entry (NnicCompressor *c, guint i)
   return i < c->entries->len ? g_ptr_array_index (c->entries, i) : NULL;
 }
 
+double
+nnic_compressor_config_double (NnicCompressor *c, guint i, const char *key, double fallback)
+{
+  JsonObject *e = nnic_compressor_config_entry (c, i);
+  JsonNode *n = e ? json_object_get_member (e, key) : NULL;
+  if (!n || !JSON_NODE_HOLDS_VALUE (n))
+    return fallback;
+  GType t = json_node_get_value_type (n);
+  return t == G_TYPE_DOUBLE || t == G_TYPE_INT64 || t == G_TYPE_BOOLEAN ? json_node_get_double (n) : fallback;
+}
+
 guint64
 nnic_compressor_steps (const NnicCompressor *c)
 {

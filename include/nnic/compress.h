@@ -107,6 +107,9 @@ NnicWrapper *nnic_compressor_find_wrapper (NnicCompressor *c, const char *node_n
  * for its global threshold, as NNI does). */
 guint nnic_compressor_n_config_entries (const NnicCompressor *c);
 JsonObject *nnic_compressor_config_entry (NnicCompressor *c, guint i);
+/* A numeric (or boolean) key of entry i, `fallback` when absent: how a
+ * pruner reads its settings (prune_iterations, ...) from the first entry. */
+double nnic_compressor_config_double (NnicCompressor *c, guint i, const char *key, double fallback);
 /* Steps taken by the hooked optimizer since the compressor was made. */
 guint64 nnic_compressor_steps (const NnicCompressor *c);
 /* The masker's name (one-shot pruning, or the one a scheduling pruner
