@@ -637,6 +637,119 @@ START_TEST (test_admm)
 }
 END_TEST
 
+/* For simulated annealing: the evaluator's calls and the best score seen. */
+typedef struct {
+  int calls;
+  double best;
+  gboolean constant;
+} SaScores;
+
+static gboolean
+sa_score (NnicModel *m, double *score, gpointer user_data, GError **error)
+{
+  SaScores *s = user_data;
+  int calls = 0;
+  if (!weight_mass (m, score, &calls, error))
+    return FALSE;
+  if (s->constant)
+    *score = 1.0;
+  s->calls++;
+  s->best = MAX (s->best, *score);
+  return TRUE;
+}
+
+static NnicCompressor *
+sa_run (NnicModel *m, const char *json, SaScores *scores)
+{
+  GError *err = NULL;
+  g_autoptr (NnicConfigList) cl = config (json);
+  NnicCompressorOptions o = { .evaluator = sa_score, .evaluator_data = scores };
+  scores->calls = 0;
+  scores->best = -INFINITY;
+  NnicCompressor *c = nnic_compressor_new (m, "simulated_annealing", cl, NULL, &o, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  return c;
+}
+
+START_TEST (test_simulated_annealing)
+{
+  GError *err = NULL;
+  const char *json = "[{\"sparsity\": 0.5, \"op_types\": [\"default\"], \"start_temperature\": 100, "
+                     "\"stop_temperature\": 50, \"cool_down_rate\": 0.8}]";
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicTensor) fc1 = nnic_tensor_copy (nnic_model_find_param (m, "fc1.weight", &err)->value, &err);
+  SaScores scores = { 0 };
+  g_autoptr (NnicCompressor) c = sa_run (m, json, &scores);
+  /* Temperatures 100, 80, 64, 51.2: four steps, each ending with an
+   * accepted candidate (NNI draws again after a rejected one). */
+  ck_assert_int_ge (scores.calls, 4);
+  ck_assert_uint_eq (nnic_compressor_n_wrappers (c), 4);
+  int64_t zeros = 0, total = 0;
+  gboolean uneven = FALSE;
+  for (guint i = 0; i < 4; i++) {
+    NnicWrapper *w = nnic_compressor_wrapper (c, i);
+    const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
+    for (int64_t k = 0; k < mask->numel; k++)
+      zeros += !mask->u8[k];
+    total += mask->numel;
+    double chosen;
+    ck_assert (nnic_wrapper_get_attribute_double (w, "sa_sparsity", &chosen));
+    ck_assert_double_eq_tol (nnic_wrapper_sparsity (w), chosen, 0.01);
+    uneven |= fabs (chosen - 0.5) > 0.01;
+  }
+  ck_assert_double_eq_tol ((double) zeros / (double) total, 0.5, 0.02);
+  ck_assert (uneven); /* a search, not the uniform sparsity */
+  /* The original weights, with the best candidate's masks. */
+  NnicWrapper *w = nnic_compressor_find_wrapper (c, "fc1");
+  const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
+  for (int64_t k = 0; k < fc1->numel; k++)
+    ck_assert_float_eq (nnic_wrapper_weight (w)->f32[k], mask->u8[k] ? fc1->f32[k] : 0.0f);
+  double best = scores.best, now;
+  int calls = scores.calls;
+  ck_assert (nnic_compressor_evaluate (c, &now, &err));
+  ck_assert_double_eq (now, best);
+
+  /* The same seed, the same masks; another seed, others. */
+  g_autoptr (NnicModel) m2 = cnn ();
+  SaScores scores2 = { 0 };
+  g_autoptr (NnicCompressor) c2 = sa_run (m2, json, &scores2);
+  ck_assert_int_eq (scores2.calls, calls);
+  g_autoptr (NnicModel) m3 = cnn ();
+  SaScores scores3 = { 0 };
+  g_autoptr (NnicCompressor) c3 = sa_run (m3,
+      "[{\"sparsity\": 0.5, \"op_types\": [\"default\"], \"start_temperature\": 100, "
+      "\"stop_temperature\": 50, \"cool_down_rate\": 0.8, \"seed\": 7}]", &scores3);
+  gboolean differs = FALSE;
+  for (guint i = 0; i < 4; i++) {
+    const NnicTensor *a = nnic_wrapper_get_mask (nnic_compressor_wrapper (c, i), "weight");
+    ck_assert_mem_eq (a->data, nnic_wrapper_get_mask (nnic_compressor_wrapper (c2, i), "weight")->data,
+                      nnic_tensor_nbytes (a));
+    differs |= memcmp (a->data, nnic_wrapper_get_mask (nnic_compressor_wrapper (c3, i), "weight")->data,
+                       nnic_tensor_nbytes (a)) != 0;
+  }
+  ck_assert (differs);
+
+  /* A score that never changes accepts every candidate: one evaluation a step. */
+  g_autoptr (NnicModel) m4 = cnn ();
+  SaScores flat = { .constant = TRUE };
+  g_autoptr (NnicCompressor) c4 = sa_run (m4, json, &flat);
+  ck_assert_int_eq (flat.calls, 4);
+
+  /* Without an evaluator it says what it needs, and leaves the weights. */
+  g_autoptr (NnicModel) m5 = cnn ();
+  g_autoptr (NnicConfigList) cl = config (json);
+  g_autoptr (NnicCompressor) c5 = nnic_compressor_new (m5, "simulated_annealing", cl, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (!nnic_compressor_compress (c5, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "simulated_annealing searches by scoring the model and needs an evaluator");
+  g_clear_error (&err);
+  ck_assert_mem_eq (nnic_model_find_param (m5, "fc1.weight", &err)->value->data, fc1->data, nnic_tensor_nbytes (fc1));
+  ck_assert_double_eq (nnic_wrapper_sparsity (nnic_compressor_find_wrapper (c5, "fc1")), 0.0);
+}
+END_TEST
+
 START_TEST (test_creation_errors)
 {
   GError *err = NULL;
@@ -670,6 +783,7 @@ main (void)
   tcase_add_test (tc, test_lottery_ticket);
   tcase_add_test (tc, test_sensitivity_analysis);
   tcase_add_test (tc, test_admm);
+  tcase_add_test (tc, test_simulated_annealing);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }
