@@ -750,6 +750,108 @@ START_TEST (test_simulated_annealing)
 }
 END_TEST
 
+/* For netadapt: the evaluator's calls (the weights' mass) and the trainer's epochs. */
+typedef struct {
+  int calls, epochs;
+} NaCounts;
+
+static gboolean
+na_score (NnicModel *m, double *score, gpointer user_data, GError **error)
+{
+  int calls = 0;
+  ((NaCounts *) user_data)->calls++;
+  return weight_mass (m, score, &calls, error);
+}
+
+static gboolean
+na_train (NnicModel *m, NnicOptimizer *opt, guint epoch, gpointer user_data, GError **error)
+{
+  ((NaCounts *) user_data)->epochs++;
+  int dummy = 0;
+  return train_two_steps (m, opt, epoch, &dummy, error);
+}
+
+START_TEST (test_netadapt)
+{
+  GError *err = NULL;
+  const char *json = "[{\"sparsity\": 0.3, \"op_types\": [\"default\"], \"sparsity_per_iteration\": 0.1}]";
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config (json);
+  NaCounts n = { 0 };
+  NnicCompressorOptions o = { .trainer = na_train, .trainer_data = &n, .evaluator = na_score, .evaluator_data = &n };
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "netadapt", cl, NULL, &o, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_uint_eq (nnic_compressor_n_wrappers (c), 4);
+  /* What the algorithm implies: iterations to 0.1, 0.2, 0.3; in each one
+   * every layer that still has more weights than the step needs is tried
+   * (one short-term fine-tune and one evaluation each). */
+  int64_t total = 0, numel[4], zeros[4] = { 0 };
+  for (guint i = 0; i < 4; i++)
+    total += numel[i] = nnic_wrapper_weight (nnic_compressor_wrapper (c, i))->numel;
+  ck_assert_int_eq (total, 500 + 25000 + 400000 + 5000);
+  int expected = 0;
+  int64_t pruned = 0;
+  for (int it = 1; it <= 3; it++) {
+    int64_t need = (int64_t) ceil (0.1 * it * (double) total) - pruned;
+    for (guint i = 0; i < 4; i++)
+      expected += zeros[i] + need < numel[i];
+    /* 43050 weights a step: only fc1 (400000) has them. */
+    zeros[2] += need;
+    pruned += need;
+  }
+  ck_assert_int_eq (expected, 3);
+  ck_assert_int_eq (n.calls, expected);
+  ck_assert_int_eq (n.epochs, expected);
+  int64_t masked = 0;
+  for (guint i = 0; i < 4; i++) {
+    NnicWrapper *w = nnic_compressor_wrapper (c, i);
+    const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
+    int64_t z = 0;
+    for (int64_t k = 0; k < mask->numel; k++) {
+      z += !mask->u8[k];
+      if (!mask->u8[k])
+        ck_assert_float_eq (nnic_wrapper_weight (w)->f32[k], 0.0f);
+    }
+    masked += z;
+    double chosen;
+    ck_assert (nnic_wrapper_get_attribute_double (w, "netadapt_sparsity", &chosen));
+    ck_assert_double_eq_tol (chosen, (double) z / (double) mask->numel, 1e-6);
+    ck_assert_int_eq (z, zeros[i]);
+  }
+  const double overall = (double) masked / (double) total;
+  ck_assert (overall >= 0.3);
+  ck_assert (overall < 0.3 + 0.1);
+  /* The adopted model is the fine-tuned, evaluated one. */
+  int calls = n.calls;
+  double now;
+  ck_assert (nnic_compressor_evaluate (c, &now, &err));
+  ck_assert_int_eq (n.calls, calls + 1);
+
+  /* Without an evaluator or a trainer it says what it needs, and leaves
+   * the model as it was. */
+  g_autoptr (NnicModel) m2 = cnn ();
+  g_autoptr (NnicTensor) fc1 = nnic_tensor_copy (nnic_model_find_param (m2, "fc1.weight", &err)->value, &err);
+  NnicCompressorOptions no_eval = { .trainer = na_train, .trainer_data = &n };
+  g_autoptr (NnicCompressor) c2 = nnic_compressor_new (m2, "netadapt", cl, NULL, &no_eval, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (!nnic_compressor_compress (c2, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "netadapt searches by scoring the model and needs an evaluator");
+  g_clear_error (&err);
+  ck_assert_mem_eq (nnic_model_find_param (m2, "fc1.weight", &err)->value->data, fc1->data, nnic_tensor_nbytes (fc1));
+  ck_assert_double_eq (nnic_wrapper_sparsity (nnic_compressor_find_wrapper (c2, "fc1")), 0.0);
+  g_autoptr (NnicModel) m3 = cnn ();
+  NnicCompressorOptions no_train = { .evaluator = na_score, .evaluator_data = &n };
+  g_autoptr (NnicCompressor) c3 = nnic_compressor_new (m3, "netadapt", cl, NULL, &no_train, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (!nnic_compressor_compress (c3, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "netadapt trains while it prunes and needs a trainer");
+  g_clear_error (&err);
+  ck_assert_double_eq (nnic_wrapper_sparsity (nnic_compressor_find_wrapper (c3, "fc1")), 0.0);
+}
+END_TEST
+
 START_TEST (test_creation_errors)
 {
   GError *err = NULL;
@@ -784,6 +886,7 @@ main (void)
   tcase_add_test (tc, test_sensitivity_analysis);
   tcase_add_test (tc, test_admm);
   tcase_add_test (tc, test_simulated_annealing);
+  tcase_add_test (tc, test_netadapt);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }
