@@ -852,6 +852,118 @@ START_TEST (test_netadapt)
 }
 END_TEST
 
+/* For sensitivity: the weights' mass relative to the unpruned model's, so
+ * that acc_drop_threshold is a share of it. */
+typedef struct {
+  double reference;
+  int calls;
+} SpScore;
+
+static gboolean
+sp_score (NnicModel *m, double *score, gpointer user_data, GError **error)
+{
+  SpScore *s = user_data;
+  int dummy = 0;
+  if (!weight_mass (m, score, &dummy, error))
+    return FALSE;
+  s->calls++;
+  *score /= s->reference;
+  return TRUE;
+}
+
+START_TEST (test_sensitivity_pruner)
+{
+  GError *err = NULL;
+  const char *json = "[{\"sparsity\": 0.5, \"op_types\": [\"default\"]}]";
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config (json);
+  SpScore sc = { 1.0, 0 };
+  int dummy = 0;
+  ck_assert (weight_mass (m, &sc.reference, &dummy, &err));
+  NnicCompressorOptions o = { .evaluator = sp_score, .evaluator_data = &sc };
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "sensitivity", cl, NULL, &o, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_uint_eq (nnic_compressor_n_wrappers (c), 4);
+  /* At least five iterations of 0.1 (the default sparsity_per_iteration),
+   * each scoring every layer at least once. */
+  ck_assert_int_ge (sc.calls, 1 + 5 * (1 + 4));
+  int64_t masked = 0, total = 0;
+  for (guint i = 0; i < 4; i++) {
+    NnicWrapper *w = nnic_compressor_wrapper (c, i);
+    const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
+    int64_t z = 0;
+    for (int64_t k = 0; k < mask->numel; k++) {
+      z += !mask->u8[k];
+      if (!mask->u8[k])
+        ck_assert_float_eq (nnic_wrapper_weight (w)->f32[k], 0.0f);
+    }
+    masked += z;
+    total += mask->numel;
+    double chosen;
+    ck_assert (nnic_wrapper_get_attribute_double (w, "sensitivity_sparsity", &chosen));
+    ck_assert_double_eq_tol (chosen, (double) z / (double) mask->numel, 1e-9);
+  }
+  const double overall = (double) masked / (double) total;
+  /* The target, short by no more than the rounding to whole weights. */
+  ck_assert (overall > 0.5 - 1e-3);
+  ck_assert (overall < 0.5 + 0.1);
+  /* conv1 holds little of the mass and stays within the threshold to 0.9;
+   * fc1 holds most of it: the insensitive layer is pruned harder. */
+  ck_assert (nnic_wrapper_sparsity (nnic_compressor_find_wrapper (c, "conv1")) >
+             nnic_wrapper_sparsity (nnic_compressor_find_wrapper (c, "fc1")));
+
+  /* Without an evaluator it says what it needs, and leaves the weights. */
+  g_autoptr (NnicModel) m2 = cnn ();
+  g_autoptr (NnicTensor) fc1 = nnic_tensor_copy (nnic_model_find_param (m2, "fc1.weight", &err)->value, &err);
+  g_autoptr (NnicCompressor) c2 = nnic_compressor_new (m2, "sensitivity", cl, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (!nnic_compressor_compress (c2, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "sensitivity searches by scoring the model and needs an evaluator");
+  g_clear_error (&err);
+  ck_assert_mem_eq (nnic_model_find_param (m2, "fc1.weight", &err)->value->data, fc1->data, nnic_tensor_nbytes (fc1));
+  ck_assert_double_eq (nnic_wrapper_sparsity (nnic_compressor_find_wrapper (c2, "fc1")), 0.0);
+
+  /* Fine-tuning asked for without a trainer: an error, the model as it was. */
+  g_autoptr (NnicModel) m3 = cnn ();
+  g_autoptr (NnicConfigList) cl3 = config ("[{\"sparsity\": 0.5, \"op_types\": [\"default\"], \"finetune_epochs\": 1}]");
+  SpScore sc3 = { sc.reference, 0 };
+  NnicCompressorOptions o3 = { .evaluator = sp_score, .evaluator_data = &sc3 };
+  g_autoptr (NnicCompressor) c3 = nnic_compressor_new (m3, "sensitivity", cl3, NULL, &o3, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (!nnic_compressor_compress (c3, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "sensitivity trains while it prunes and needs a trainer");
+  g_clear_error (&err);
+  ck_assert_double_eq (nnic_wrapper_sparsity (nnic_compressor_find_wrapper (c3, "fc1")), 0.0);
+  ck_assert_mem_eq (nnic_model_find_param (m3, "fc1.weight", &err)->value->data, fc1->data, nnic_tensor_nbytes (fc1));
+
+  /* With a trainer: one epoch after every iteration, the masks kept. */
+  g_autoptr (NnicModel) m4 = cnn ();
+  NaCounts counts = { 0 };
+  SpScore sc4 = { sc.reference, 0 };
+  NnicCompressorOptions o4 = { .evaluator = sp_score, .evaluator_data = &sc4, .trainer = na_train,
+                               .trainer_data = &counts };
+  g_autoptr (NnicCompressor) c4 = nnic_compressor_new (m4, "sensitivity", cl3, NULL, &o4, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c4, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_int_ge (counts.epochs, 5);
+  masked = 0;
+  for (guint i = 0; i < 4; i++) {
+    NnicWrapper *w = nnic_compressor_wrapper (c4, i);
+    const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
+    for (int64_t k = 0; k < mask->numel; k++)
+      if (!mask->u8[k]) {
+        masked++;
+        ck_assert_float_eq (nnic_wrapper_weight (w)->f32[k], 0.0f);
+      }
+  }
+  ck_assert ((double) masked / (double) total > 0.5 - 1e-3);
+  ck_assert ((double) masked / (double) total < 0.5 + 0.1);
+}
+END_TEST
+
 START_TEST (test_creation_errors)
 {
   GError *err = NULL;
@@ -887,6 +999,7 @@ main (void)
   tcase_add_test (tc, test_admm);
   tcase_add_test (tc, test_simulated_annealing);
   tcase_add_test (tc, test_netadapt);
+  tcase_add_test (tc, test_sensitivity_pruner);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }
