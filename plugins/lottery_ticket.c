@@ -79,12 +79,7 @@ start_round (Lottery *l, NnicCompressor *c, int round, GError **error)
     if (!nnic_tensor_copy_into (nnic_model_param (l->model, i)->value, g_ptr_array_index (l->initial, i), error))
       return FALSE;
   /* The original weights, with this round's mask. */
-  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++) {
-    NnicWrapper *w = nnic_compressor_wrapper (c, i);
-    g_autoptr (NnicTensor) mask = nnic_tensor_copy (nnic_wrapper_get_mask (w, "weight"), error);
-    if (!mask || !nnic_wrapper_set_mask (w, "weight", mask, error))
-      return FALSE;
-  }
+  nnic_compressor_apply_masks (c);
   return TRUE;
 }
 

@@ -43,79 +43,6 @@ typedef struct {
   double *chosen;     /* each wrapper's sparsity when last chosen (NNI's config_list_generated) */
 } NetAdapt;
 
-/* The model's parameters and every wrapper's masks. */
-typedef struct {
-  GPtrArray *params; /* one copy per model parameter */
-  GPtrArray *masks;  /* weight, bias (or NULL) mask of each wrapper */
-} Snapshot;
-
-static void
-free_tensor (gpointer t)
-{
-  if (t)
-    nnic_tensor_free (t);
-}
-
-static void
-snapshot_clear (Snapshot *s)
-{
-  g_clear_pointer (&s->params, g_ptr_array_unref);
-  g_clear_pointer (&s->masks, g_ptr_array_unref);
-}
-
-static gboolean
-snapshot_take (Snapshot *s, NnicCompressor *c, GError **error)
-{
-  snapshot_clear (s);
-  NnicModel *m = nnic_compressor_model (c);
-  s->params = g_ptr_array_new_with_free_func (free_tensor);
-  s->masks = g_ptr_array_new_with_free_func (free_tensor);
-  for (guint i = 0; i < nnic_model_n_params (m); i++) {
-    NnicTensor *t = nnic_tensor_copy (nnic_model_param (m, i)->value, error);
-    if (!t)
-      return FALSE;
-    g_ptr_array_add (s->params, t);
-  }
-  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++) {
-    NnicWrapper *w = nnic_compressor_wrapper (c, i);
-    for (guint p = 0; p < 2; p++) {
-      const NnicTensor *mask = nnic_wrapper_get_mask (w, p ? "bias" : "weight");
-      NnicTensor *copy = mask ? nnic_tensor_copy (mask, error) : NULL;
-      if (mask && !copy)
-        return FALSE;
-      g_ptr_array_add (s->masks, copy);
-    }
-  }
-  return TRUE;
-}
-
-/* Puts the parameters back, then the masks (which zero the weights again). */
-static gboolean
-snapshot_restore (const Snapshot *s, NnicCompressor *c, GError **error)
-{
-  NnicModel *m = nnic_compressor_model (c);
-  for (guint i = 0; i < s->params->len; i++)
-    if (!nnic_tensor_copy_into (nnic_model_param (m, i)->value, g_ptr_array_index (s->params, i), error))
-      return FALSE;
-  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++)
-    for (guint p = 0; p < 2; p++) {
-      const NnicTensor *mask = g_ptr_array_index (s->masks, 2 * i + p);
-      if (mask && !nnic_wrapper_set_mask (nnic_compressor_wrapper (c, i), p ? "bias" : "weight", mask, error))
-        return FALSE;
-    }
-  return TRUE;
-}
-
-static int64_t
-masked_zeros (const NnicWrapper *w)
-{
-  const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
-  int64_t z = 0;
-  for (int64_t k = 0; k < mask->numel; k++)
-    z += !mask->u8[k];
-  return z;
-}
-
 static void
 na_destroy (gpointer state)
 {
@@ -147,33 +74,14 @@ na_create (NnicCompressor *c, GError **error)
   return a;
 }
 
-/* Re-applies every wrapper's masks: an optimizer that is not the
- * compressor's leaves masked weights non-zero after its step. */
-static gboolean
-reapply_masks (NnicCompressor *c, GError **error)
-{
-  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++) {
-    NnicWrapper *w = nnic_compressor_wrapper (c, i);
-    for (guint p = 0; p < 2; p++) {
-      const NnicTensor *mask = nnic_wrapper_get_mask (w, p ? "bias" : "weight");
-      if (!mask)
-        continue;
-      g_autoptr (NnicTensor) copy = nnic_tensor_copy (mask, error);
-      if (!copy || !nnic_wrapper_set_mask (w, p ? "bias" : "weight", copy, error))
-        return FALSE;
-    }
-  }
-  return TRUE;
-}
-
 /* One candidate: layer i pruned to `sparsity` from the adopted model,
  * fine-tuned, scored. */
 static gboolean
-try_layer (NetAdapt *a, NnicCompressor *c, const Snapshot *adopted, guint i, double sparsity, guint iteration,
+try_layer (NetAdapt *a, NnicCompressor *c, const NnicCompressorState *adopted, guint i, double sparsity, guint iteration,
            double *score, GError **error)
 {
   NnicWrapper *w = nnic_compressor_wrapper (c, i);
-  if (!snapshot_restore (adopted, c, error))
+  if (!nnic_compressor_restore_state (c, adopted, error))
     return FALSE;
   gboolean ready = TRUE;
   if (!nnic_compressor_calc_mask (c, w, sparsity, &ready, error))
@@ -186,8 +94,11 @@ try_layer (NetAdapt *a, NnicCompressor *c, const Snapshot *adopted, guint i, dou
   }
   g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (nnic_compressor_model (c),
                                                           &(NnicSgdOptions) { .lr = a->lr }, error);
-  if (!opt || !nnic_compressor_train_epoch (c, opt, iteration, error) || !reapply_masks (c, error) ||
-      !nnic_compressor_evaluate (c, score, error))
+  if (!opt || !nnic_compressor_train_epoch (c, opt, iteration, error))
+    return FALSE;
+  /* That optimizer is not the compressor's: put the zeros back. */
+  nnic_compressor_apply_masks (c);
+  if (!nnic_compressor_evaluate (c, score, error))
     return FALSE;
   if (!isfinite (*score)) {
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_FAILED, "netadapt: the evaluator returned %g", *score);
@@ -197,9 +108,9 @@ try_layer (NetAdapt *a, NnicCompressor *c, const Snapshot *adopted, guint i, dou
 }
 
 static gboolean
-search (NetAdapt *a, NnicCompressor *c, Snapshot *adopted, GError **error)
+search (NetAdapt *a, NnicCompressor *c, NnicCompressorState **adopted, GError **error)
 {
-  Snapshot best = { 0 };
+  NnicCompressorState *best = NULL;
   gboolean ok = FALSE;
   double current = 0.0;
   guint iteration = 0;
@@ -208,7 +119,7 @@ search (NetAdapt *a, NnicCompressor *c, Snapshot *adopted, GError **error)
     /* The zeros the wrapped layers still lack for this iteration. */
     int64_t pruned = 0;
     for (guint i = 0; i < a->n; i++)
-      pruned += masked_zeros (nnic_compressor_wrapper (c, i));
+      pruned += nnic_wrapper_pruned_count (nnic_compressor_wrapper (c, i));
     const int64_t need = (int64_t) ceil (target * (double) a->total) - pruned;
     if (need <= 0) {
       current = target;
@@ -219,19 +130,19 @@ search (NetAdapt *a, NnicCompressor *c, Snapshot *adopted, GError **error)
     int best_layer = -1;
     for (guint i = 0; i < a->n; i++) {
       NnicWrapper *w = nnic_compressor_wrapper (c, i);
-      const int64_t numel = nnic_wrapper_weight (w)->numel, zeros = masked_zeros (w);
+      const int64_t numel = nnic_wrapper_weight (w)->numel, zeros = nnic_wrapper_pruned_count (w);
       if (zeros + need >= numel)
         continue; /* not enough weights left in this layer */
       /* Half a weight over the count, so the masker's truncation keeps it. */
       const double sparsity = ((double) (zeros + need) + 0.5) / (double) numel;
       double score;
-      if (!try_layer (a, c, adopted, i, sparsity, iteration, &score, error))
+      if (!try_layer (a, c, *adopted, i, sparsity, iteration, &score, error))
         goto out;
       if (best_layer < 0 || score > best_score) {
         best_layer = (int) i;
         best_score = score;
         best_sparsity = (double) (zeros + need) / (double) numel;
-        if (!snapshot_take (&best, c, error))
+        if (!nnic_compressor_save_state (c, &best, error))
           goto out;
       }
     }
@@ -246,12 +157,12 @@ search (NetAdapt *a, NnicCompressor *c, Snapshot *adopted, GError **error)
       continue;
     }
     a->chosen[best_layer] = best_sparsity;
-    if (!snapshot_restore (&best, c, error) || !snapshot_take (adopted, c, error))
+    if (!nnic_compressor_restore_state (c, best, error) || !nnic_compressor_save_state (c, adopted, error))
       goto out;
     current = target;
     iteration++;
   }
-  if (!snapshot_restore (adopted, c, error))
+  if (!nnic_compressor_restore_state (c, *adopted, error))
     goto out;
   for (guint i = 0; i < a->n; i++)
     if (!nnic_wrapper_set_attribute_double (nnic_compressor_wrapper (c, i), "netadapt_sparsity", a->chosen[i],
@@ -259,7 +170,7 @@ search (NetAdapt *a, NnicCompressor *c, Snapshot *adopted, GError **error)
       goto out;
   ok = TRUE;
 out:
-  snapshot_clear (&best);
+  g_clear_pointer (&best, nnic_compressor_state_free);
   return ok;
 }
 
@@ -269,14 +180,14 @@ na_compress (gpointer state, NnicCompressor *c, GError **error)
   NetAdapt *a = state;
   if (a->n == 0 || a->total == 0)
     return TRUE;
-  Snapshot original = { 0 }, adopted = { 0 };
-  gboolean ok = snapshot_take (&original, c, error) && snapshot_take (&adopted, c, error) &&
+  NnicCompressorState *original = NULL, *adopted = NULL;
+  gboolean ok = nnic_compressor_save_state (c, &original, error) && nnic_compressor_save_state (c, &adopted, error) &&
                 search (a, c, &adopted, error);
   /* On an error the model goes back to how it was. */
-  if (!ok && original.params && original.masks)
-    (void) snapshot_restore (&original, c, NULL);
-  snapshot_clear (&original);
-  snapshot_clear (&adopted);
+  if (!ok && original)
+    (void) nnic_compressor_restore_state (c, original, NULL);
+  g_clear_pointer (&original, nnic_compressor_state_free);
+  g_clear_pointer (&adopted, nnic_compressor_state_free);
   return ok;
 }
 

@@ -49,79 +49,6 @@ typedef struct {
   double *ratio; /* per layer, from the latest analysis */
 } Sensitivity;
 
-/* The model's parameters and every wrapper's masks. */
-typedef struct {
-  GPtrArray *params;
-  GPtrArray *masks; /* weight, bias (or NULL) mask of each wrapper */
-} Snapshot;
-
-static void
-free_tensor (gpointer t)
-{
-  if (t)
-    nnic_tensor_free (t);
-}
-
-static void
-snapshot_clear (Snapshot *s)
-{
-  g_clear_pointer (&s->params, g_ptr_array_unref);
-  g_clear_pointer (&s->masks, g_ptr_array_unref);
-}
-
-static gboolean
-snapshot_take (Snapshot *s, NnicCompressor *c, GError **error)
-{
-  snapshot_clear (s);
-  NnicModel *m = nnic_compressor_model (c);
-  s->params = g_ptr_array_new_with_free_func (free_tensor);
-  s->masks = g_ptr_array_new_with_free_func (free_tensor);
-  for (guint i = 0; i < nnic_model_n_params (m); i++) {
-    NnicTensor *t = nnic_tensor_copy (nnic_model_param (m, i)->value, error);
-    if (!t)
-      return FALSE;
-    g_ptr_array_add (s->params, t);
-  }
-  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++) {
-    NnicWrapper *w = nnic_compressor_wrapper (c, i);
-    for (guint p = 0; p < 2; p++) {
-      const NnicTensor *mask = nnic_wrapper_get_mask (w, p ? "bias" : "weight");
-      NnicTensor *copy = mask ? nnic_tensor_copy (mask, error) : NULL;
-      if (mask && !copy)
-        return FALSE;
-      g_ptr_array_add (s->masks, copy);
-    }
-  }
-  return TRUE;
-}
-
-/* Puts the parameters back, then the masks (which zero the weights again). */
-static gboolean
-snapshot_restore (const Snapshot *s, NnicCompressor *c, GError **error)
-{
-  NnicModel *m = nnic_compressor_model (c);
-  for (guint i = 0; i < s->params->len; i++)
-    if (!nnic_tensor_copy_into (nnic_model_param (m, i)->value, g_ptr_array_index (s->params, i), error))
-      return FALSE;
-  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++)
-    for (guint p = 0; p < 2; p++) {
-      const NnicTensor *mask = g_ptr_array_index (s->masks, 2 * i + p);
-      if (mask && !nnic_wrapper_set_mask (nnic_compressor_wrapper (c, i), p ? "bias" : "weight", mask, error))
-        return FALSE;
-    }
-  return TRUE;
-}
-
-static int64_t
-masked_zeros (const NnicWrapper *w)
-{
-  const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
-  int64_t z = 0;
-  for (int64_t k = 0; k < mask->numel; k++)
-    z += !mask->u8[k];
-  return z;
-}
-
 static void
 sp_destroy (gpointer state)
 {
@@ -180,9 +107,9 @@ score_model (NnicCompressor *c, double *score, GError **error)
 static gboolean
 analyse (Sensitivity *s, NnicCompressor *c, double current, GError **error)
 {
-  Snapshot base = { 0 };
+  NnicCompressorState *base = NULL;
   gboolean ok = FALSE;
-  if (!snapshot_take (&base, c, error))
+  if (!nnic_compressor_save_state (c, &base, error))
     goto out;
   for (guint i = 0; i < s->n; i++) {
     NnicWrapper *w = nnic_compressor_wrapper (c, i);
@@ -193,7 +120,7 @@ analyse (Sensitivity *s, NnicCompressor *c, double current, GError **error)
       double score;
       last = ratio;
       if (!prune_layer (c, w, already + (1.0 - already) * ratio, error) || !score_model (c, &score, error) ||
-          !snapshot_restore (&base, c, error))
+          !nnic_compressor_restore_state (c, base, error))
         goto out;
       if (score + s->threshold < current)
         break;
@@ -202,27 +129,8 @@ analyse (Sensitivity *s, NnicCompressor *c, double current, GError **error)
   }
   ok = TRUE;
 out:
-  snapshot_clear (&base);
+  g_clear_pointer (&base, nnic_compressor_state_free);
   return ok;
-}
-
-/* Re-applies every wrapper's masks after an optimizer that is not the
- * compressor's. */
-static gboolean
-reapply_masks (NnicCompressor *c, GError **error)
-{
-  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++) {
-    NnicWrapper *w = nnic_compressor_wrapper (c, i);
-    for (guint p = 0; p < 2; p++) {
-      const NnicTensor *mask = nnic_wrapper_get_mask (w, p ? "bias" : "weight");
-      if (!mask)
-        continue;
-      g_autoptr (NnicTensor) copy = nnic_tensor_copy (mask, error);
-      if (!copy || !nnic_wrapper_set_mask (w, p ? "bias" : "weight", copy, error))
-        return FALSE;
-    }
-  }
-  return TRUE;
 }
 
 static gboolean
@@ -237,7 +145,9 @@ finetune (Sensitivity *s, NnicCompressor *c, guint iteration, GError **error)
   for (guint e = 0; e < s->epochs; e++)
     if (!nnic_compressor_train_epoch (c, opt, iteration * s->epochs + e, error))
       return FALSE;
-  return reapply_masks (c, error);
+  /* That optimizer is not the compressor's: put the zeros back. */
+  nnic_compressor_apply_masks (c);
+  return TRUE;
 }
 
 static int64_t
@@ -245,7 +155,7 @@ total_zeros (Sensitivity *s, NnicCompressor *c)
 {
   int64_t z = 0;
   for (guint i = 0; i < s->n; i++)
-    z += masked_zeros (nnic_compressor_wrapper (c, i));
+    z += nnic_wrapper_pruned_count (nnic_compressor_wrapper (c, i));
   return z;
 }
 
@@ -281,7 +191,7 @@ iterate (Sensitivity *s, NnicCompressor *c, GError **error)
     /* NNI's create_cfg and the base pruner. */
     for (guint i = 0; i < s->n; i++) {
       NnicWrapper *w = nnic_compressor_wrapper (c, i);
-      const int64_t had = masked_zeros (w);
+      const int64_t had = nnic_wrapper_pruned_count (w);
       /* At least one weight stays (the 0.95 cap means NNI never empties a layer). */
       const int64_t want = MIN (had + (int64_t) llround ((double) (s->numel[i] - had) * s->ratio[i]),
                                 s->numel[i] - 1);
@@ -318,12 +228,12 @@ sp_compress (gpointer state, NnicCompressor *c, GError **error)
   Sensitivity *s = state;
   if (s->n == 0 || s->total == 0)
     return TRUE;
-  Snapshot original = { 0 };
-  gboolean ok = snapshot_take (&original, c, error) && iterate (s, c, error);
+  NnicCompressorState *original = NULL;
+  gboolean ok = nnic_compressor_save_state (c, &original, error) && iterate (s, c, error);
   /* On an error the model goes back to how it was. */
-  if (!ok && original.params && original.masks)
-    (void) snapshot_restore (&original, c, NULL);
-  snapshot_clear (&original);
+  if (!ok && original)
+    (void) nnic_compressor_restore_state (c, original, NULL);
+  g_clear_pointer (&original, nnic_compressor_state_free);
   return ok;
 }
 

@@ -234,10 +234,7 @@ nnic_wrapper_sparsity (const NnicWrapper *w)
 {
   if (!w->weight_mask || w->weight_mask->numel == 0)
     return 0.0;
-  int64_t zeros = 0;
-  for (int64_t i = 0; i < w->weight_mask->numel; i++)
-    zeros += w->weight_mask->u8[i] == 0;
-  return (double) zeros / (double) w->weight_mask->numel;
+  return (double) nnic_wrapper_pruned_count (w) / (double) w->weight_mask->numel;
 }
 
 static gboolean

@@ -132,6 +132,20 @@ gboolean nnic_compressor_calc_mask (NnicCompressor *c, NnicWrapper *w, double sp
  * `masks_path` may be NULL. */
 gboolean nnic_compressor_export (NnicCompressor *c, const char *model_path, const char *masks_path,
                                  GError **error);
+/* A compression in progress held in memory: a copy of the model's
+ * parameters and buffers and of every wrapper's masks, for pruners that
+ * try candidates and go back (netadapt, sensitivity). save_state replaces
+ * what *state held (it may be NULL) and leaves it alone on failure;
+ * restore_state puts the parameters back, then the masks. */
+typedef struct _NnicCompressorState NnicCompressorState;
+gboolean nnic_compressor_save_state (NnicCompressor *c, NnicCompressorState **state, GError **error);
+gboolean nnic_compressor_restore_state (NnicCompressor *c, const NnicCompressorState *state,
+                                       GError **error);
+void nnic_compressor_state_free (NnicCompressorState *state);
+/* Multiplies every wrapper's weights by its masks again (after training
+ * with an optimizer the compressor does not hook). */
+void nnic_compressor_apply_masks (NnicCompressor *c);
+
 /* The report: {"algorithm", "masker" (for pruners driving one), "layers":
  * [{"name", "type", "weights", "zeros", "sparsity", plus the wrapper's
  * number attributes, e.g. "scale"}], "weights_kept", "weights_total"}.
@@ -181,7 +195,8 @@ gboolean nnic_wrapper_set_mask (NnicWrapper *w, const char *param, const NnicTen
  * masks stay as they are. */
 gboolean nnic_wrapper_prune_lowest (NnicWrapper *w, const double *scores, int64_t n_prune,
                                     GError **error);
-/* Fraction of the weight's entries masked to zero. */
+/* Entries of the weight masked to zero, and their fraction. */
+int64_t nnic_wrapper_pruned_count (const NnicWrapper *w);
 double nnic_wrapper_sparsity (const NnicWrapper *w);
 
 /* Attributes (NNI's set_wrappers_attribute), kept per wrapper and saved
@@ -207,5 +222,6 @@ gboolean nnic_compressor_remove_activation_collector (NnicCompressor *c, guint i
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicConfigList, nnic_config_list_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicCompressor, nnic_compressor_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicCompressorState, nnic_compressor_state_free)
 
 G_END_DECLS
