@@ -3,7 +3,8 @@
 # when it is missing. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 pkgs=(gcc meson ninja-build pkg-config libglib2.0-dev libjson-glib-dev libopenblas-dev check
-      zlib1g-dev dataset-fashion-mnist python3 python3-numpy)
+      zlib1g-dev dataset-fashion-mnist python3 python3-numpy
+      protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

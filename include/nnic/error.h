@@ -25,6 +25,7 @@ typedef enum {
   NNIC_ERROR_ABI = 7,      /* a plugin was built for another ABI */
   NNIC_ERROR_NOT_FOUND = 8,/* a named model, node, parameter or hook is unknown */
   NNIC_ERROR_MEMORY = 9,   /* an allocation failed */
+  NNIC_ERROR_UNSUPPORTED = 10, /* valid input nnic does not implement (an ONNX op) */
 } NnicErrorCode;
 
 G_END_DECLS

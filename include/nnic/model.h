@@ -36,6 +36,14 @@ typedef struct {
   int dilation;                        /* 0 → 1 */
   int groups;                          /* 0 → 1 */
   gboolean no_bias;
+  /* Per-axis values (ONNX's strides, dilations, pads); 0 → the single
+   * value above. Padding per side is used when explicit_pads is set:
+   * pads = { top, left, bottom, right } (ONNX's order is top, left,
+   * bottom, right too: x1_begin, x2_begin, x1_end, x2_end). */
+  int stride_h, stride_w;
+  int dilation_h, dilation_w;
+  gboolean explicit_pads;
+  int pads[4];
 } NnicConv2dSpec;
 
 typedef struct {
@@ -54,6 +62,15 @@ typedef struct {
   int kernel_size;
   int stride;       /* 0 → kernel_size */
   int padding;
+  /* Per-axis values and ONNX's options; 0/FALSE → the values above and
+   * PyTorch's defaults. */
+  int kernel_h, kernel_w;
+  int stride_h, stride_w;
+  gboolean explicit_pads;
+  int pads[4];              /* top, left, bottom, right, when explicit_pads */
+  gboolean ceil_mode;       /* output size rounds up (windows may start in the padding) */
+  gboolean exclude_pad;     /* AvgPool: divide by the window's cells inside the input
+                             * (ONNX count_include_pad=0; torch count_include_pad=False) */
 } NnicPool2dSpec;
 
 /* ---- building ---- */
@@ -89,6 +106,19 @@ gboolean nnic_model_add_add (NnicModel *m, const char *name, const char *a, cons
 /* Concatenation along the channel dimension (dim 1). */
 gboolean nnic_model_add_concat (NnicModel *m, const char *name, const char *const *inputs,
                                 int n_inputs, GError **error);
+/* Softmax along `axis` of the per-sample shape counted with the batch
+ * dimension as 0 (as ONNX and torch: 1 is the first per-sample dimension;
+ * negative counts from the end). */
+gboolean nnic_model_add_softmax (NnicModel *m, const char *name, const char *input, int axis,
+                                 GError **error);
+/* Reshape to a per-sample shape (no batch dimension); one entry may be -1
+ * (inferred). Same number of elements per sample. */
+gboolean nnic_model_add_reshape (NnicModel *m, const char *name, const char *input,
+                                 const int64_t *shape, int ndim, GError **error);
+/* Clamp to [min_val, max_val] (torch.nn.Hardtanh, ONNX Clip); the
+ * gradient passes where min_val < x < max_val. */
+gboolean nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *input,
+                                  double min_val, double max_val, GError **error);
 gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 
 /* ---- nodes ---- */
@@ -106,6 +136,20 @@ int nnic_model_node_shape (const NnicModel *m, guint i, int64_t shape[NNIC_MAX_D
 /* The node indices feeding node i. */
 guint nnic_model_node_n_inputs (const NnicModel *m, guint i);
 guint nnic_model_node_input (const NnicModel *m, guint i, guint k);
+
+/* A node's options, for exporters and tools: the spec it was built with,
+ * with the per-axis fields filled in (stride_h/w, dilation_h/w, kernel_h/w,
+ * explicit_pads and pads always set). FALSE when node i is not of that
+ * kind (conv2d: "Conv2d"; pool2d: "MaxPool2d" or "AvgPool2d"). */
+gboolean nnic_model_node_conv2d_spec (const NnicModel *m, guint i, NnicConv2dSpec *spec);
+gboolean nnic_model_node_linear_spec (const NnicModel *m, guint i, NnicLinearSpec *spec);
+gboolean nnic_model_node_batchnorm_spec (const NnicModel *m, guint i, NnicBatchNormSpec *spec);
+gboolean nnic_model_node_pool2d_spec (const NnicModel *m, guint i, NnicPool2dSpec *spec);
+/* A scalar option of node i: "p" (Dropout), "axis" (Softmax), "min_val"
+ * and "max_val" (Hardtanh), "out_h" and "out_w" (AdaptiveAvgPool2d).
+ * FALSE when the node has no such option. (Reshape's target is its output
+ * shape: nnic_model_node_shape.) */
+gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key, double *value);
 
 /* ---- channel dependencies (for filter pruning) ---- */
 

@@ -13,3 +13,4 @@
 #include <nnic/plugin.h>
 #include <nnic/registry.h>
 #include <nnic/sensitivity.h>
+#include <nnic/onnx.h>

@@ -1,0 +1,59 @@
+/* nnic — ONNX in and out.
+ *
+ * Import reads an ONNX ModelProto (protobuf-c code generated at build time
+ * from Debian's onnx.proto) into an nnic model with its weights. Ops:
+ * Conv, Gemm, MatMul (constant right operand), Add, Relu, Clip, MaxPool,
+ * AveragePool, GlobalAveragePool, BatchNormalization, Flatten, Reshape
+ * (constant shape), Concat, Dropout, Identity, Softmax; opsets 11 to 17.
+ *
+ * Names: where the file came from torch.onnx.export, nodes take the
+ * PyTorch module names, so config lists written for the PyTorch model
+ * apply unchanged: from the scoped node name (`/layer1/layer1.0/conv1/Conv`
+ * gives `layer1.0.conv1`) or from the initializer name (`features.0.weight`
+ * gives `features.0`); otherwise the ONNX node's name (or its op type and
+ * index when it has none). Parameters then have state_dict names
+ * (`layer1.0.conv1.weight`). Names are made unique with a suffix `_1`,
+ * `_2`, ... when two nodes would share one.
+ *
+ * Anything the importer cannot take is a GError (NNIC_ERROR_FORMAT for a
+ * damaged file, NNIC_ERROR_UNSUPPORTED for an op, attribute or opset
+ * outside the list) that names the file, the node, the op and the opset.
+ */
+#pragma once
+
+#include <glib.h>
+#include <nnic/model.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  /* Graph inputs other than the model's single data input, bound to
+   * constant values (as if they were initializers): `names[i]` gets
+   * `values[i]`. For graphs that take their weights as inputs (the ONNX
+   * node tests do). */
+  guint n_constants;
+  const char *const *constant_names;
+  const NnicTensor *const *constant_values;
+} NnicOnnxLoadOptions;
+
+/* options may be NULL. The model's input shape is the graph input's, less
+ * its first (batch) dimension, which may be symbolic. */
+NnicModel *nnic_model_load_onnx (const char *path, const NnicOnnxLoadOptions *options,
+                                 GError **error);
+/* The same from a buffer; `source` names it in messages. */
+NnicModel *nnic_model_load_onnx_from_data (const guint8 *data, gsize size, const char *source,
+                                           const NnicOnnxLoadOptions *options, GError **error);
+
+typedef struct {
+  int opset;               /* 0 → 13 */
+  const char *producer;    /* NULL → "nnic" */
+} NnicOnnxSaveOptions;
+
+/* Writes the model with its current weights (masks already applied to
+ * them by the compressor) as ONNX; node names are the nnic names, weights
+ * the state_dict names. The batch dimension is symbolic ("batch").
+ * Written to a temporary file and renamed. options may be NULL. */
+gboolean nnic_model_save_onnx (NnicModel *m, const char *path, const NnicOnnxSaveOptions *options,
+                               GError **error);
+
+G_END_DECLS
