@@ -65,6 +65,14 @@ if [ -d /usr/share/datasets/fashion-mnist ] || [ -n "${NNIC_DATA_DIR:-}" ]; then
     --config <(echo '[{"initial_sparsity": 0.0, "final_sparsity": 0.6, "start_epoch": 0, "end_epoch": 2, "op_types": ["default"]}]') \
     --limit 500 --eval-limit 200 --out "$tmp/agp"
   grep -q "^fc1 .* 60.00%$" "$tmp/out" || { echo "FAIL agp did not reach 0.6"; cat "$tmp/out"; fails=$((fails+1)); }
+  # NNI's AGP example: one fine-tune epoch split into three AGP epochs
+  # (targets 0, 0.7, 0.8), so the final sparsity is reached inside it.
+  check compress-agp-split "$nnic" compress --checkpoint "$tmp/ck.safetensors" --algorithm agp --finetune-epochs 1 \
+    --updates-per-epoch 3 --limit 300 --eval-limit 100 --out "$tmp/agp3" \
+    --config <(echo '[{"initial_sparsity": 0.0, "final_sparsity": 0.8, "start_epoch": 0, "end_epoch": 3, "op_types": ["default"]}]')
+  grep -q "^fc1 .* 80.00%$" "$tmp/out" || { echo "FAIL agp split did not reach 0.8"; cat "$tmp/out"; fails=$((fails+1)); }
+  refuse compress-updates-zero "--updates-per-epoch must be at least 1, got 0" \
+    "$nnic" compress --checkpoint "$tmp/ck.safetensors" --config "$tmp/level.json" --algorithm level --out "$tmp/x" --updates-per-epoch 0
   echo '[{"quant_types": ["weight"], "quant_bits": 8, "op_types": ["Conv2d", "Linear"]}]' > "$tmp/naive.json"
   check compress-naive "$nnic" compress --checkpoint "$tmp/ck.safetensors" --config "$tmp/naive.json" --algorithm naive \
     --finetune-epochs 0 --limit 100 --eval-limit 500 --out "$tmp/naive"

@@ -250,6 +250,51 @@ START_TEST (test_synthetic_learns_and_is_reproducible)
 }
 END_TEST
 
+
+typedef struct {
+  guint calls, stop_at;
+  guint last_batch, n_batches;
+} BatchLog;
+
+static gboolean
+log_batch (guint epoch, guint batch, guint n_batches, gpointer user_data, GError **error)
+{
+  BatchLog *log = user_data;
+  ck_assert_uint_eq (epoch, 1);
+  ck_assert_uint_eq (batch, log->calls); /* every batch, in order, before it runs */
+  log->calls++;
+  log->last_batch = batch;
+  log->n_batches = n_batches;
+  if (log->calls == log->stop_at) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_FAILED, "stopped at batch %u", batch);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+START_TEST (test_before_batch_callback)
+{
+  GError *err = NULL;
+  g_autoptr (NnicDataset) train = quadrant_dataset (100, 1);
+  g_autoptr (NnicModel) m = small_cnn ();
+  g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.01 }, &err);
+  g_autoptr (NnicLoader) loader = nnic_loader_new (train, 32, FALSE, 0, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  BatchLog log = { 0 };
+  NnicTrainCallbacks cb = { .before_batch = log_batch, .user_data = &log };
+  ck_assert (nnic_train_epoch_with (m, opt, loader, 1, 2, &cb, NULL, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_uint_eq (log.calls, 4); /* 100 images in batches of 32 */
+  ck_assert_uint_eq (log.n_batches, 4);
+  /* A callback's error stops the epoch before that batch runs. */
+  log = (BatchLog) { .stop_at = 2 };
+  ck_assert (!nnic_train_epoch_with (m, opt, loader, 1, 2, &cb, NULL, &err));
+  ck_assert_str_eq (err->message, "stopped at batch 1");
+  ck_assert_uint_eq (log.calls, 2);
+  g_clear_error (&err);
+}
+END_TEST
+
 START_TEST (test_fashion_mnist_learns)
 {
   GError *err = NULL;
@@ -289,6 +334,7 @@ main (void)
   tcase_add_test (tc, test_post_step_hooks);
   tcase_add_test (tc, test_schedules);
   tcase_add_test (tc, test_synthetic_learns_and_is_reproducible);
+  tcase_add_test (tc, test_before_batch_callback);
   tcase_add_test (tc, test_fashion_mnist_learns);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);

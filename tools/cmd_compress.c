@@ -8,7 +8,7 @@
 
 typedef struct {
   char *model, *checkpoint, *config, *algorithm, *masker, *out, *data, *data_dir;
-  int finetune_epochs, batch_size;
+  int finetune_epochs, batch_size, updates_per_epoch;
   double lr, momentum;
   gint64 seed, limit, eval_limit;
   gboolean quiet, dependency_aware;
@@ -143,10 +143,44 @@ test_accuracy (NnicModel *m, double *score, gpointer user_data, GError **error)
   return nnic_evaluate (m, user_data, 1000, score, NULL, error);
 }
 
+/* The algorithm's epochs inside the fine-tune epochs: with
+ * --updates-per-epoch N, update_epoch(e * N + k) before the k-th N-th of
+ * fine-tune epoch e (NNI's AGP example split one epoch in three). */
+typedef struct {
+  NnicCompressor *c;
+  int per_epoch;
+  int done; /* updates made so far in this epoch */
+  NnicCliProgress *progress;
+} EpochSlices;
+
+static gboolean
+update_at_slice (guint epoch, guint batch, guint n_batches, gpointer user_data, GError **error)
+{
+  EpochSlices *s = user_data;
+  if (batch == 0)
+    s->done = 0;
+  const int slice = n_batches ? (int) ((guint64) batch * (guint64) s->per_epoch / n_batches) : 0;
+  for (; s->done <= slice; s->done++)
+    if (!nnic_compressor_update_epoch (s->c, epoch * (guint) s->per_epoch + (guint) s->done, error))
+      return FALSE;
+  return TRUE;
+}
+
+static void
+slice_progress (const NnicProgress *p, gpointer user_data)
+{
+  nnic_cli_progress_update (p, ((EpochSlices *) user_data)->progress);
+}
+
 static int
 run (CompressArgs *a)
 {
   GError *error = NULL;
+  if (a->updates_per_epoch < 1) {
+    g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "--updates-per-epoch must be at least 1, got %d",
+                 a->updates_per_epoch);
+    return nnic_cli_fail ("compress", error);
+  }
   if (!a->checkpoint || !a->config || !a->algorithm || !a->out) {
     g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
                  "--checkpoint, --config, --algorithm and --out are required (see nnic compress --help)");
@@ -192,11 +226,12 @@ run (CompressArgs *a)
       return nnic_cli_fail ("compress", error);
     NnicCliProgress progress;
     nnic_cli_progress_init (&progress, a->quiet);
+    EpochSlices slices = { .c = c, .per_epoch = a->updates_per_epoch, .progress = &progress };
+    const NnicTrainCallbacks cb = { .progress = slice_progress, .before_batch = update_at_slice,
+                                    .user_data = &slices };
     for (int e = 0; e < a->finetune_epochs; e++) {
       NnicEpochStats st;
-      if (!nnic_compressor_update_epoch (c, (guint) e, &error) ||
-          !nnic_train_epoch (model, opt, loader, (guint) e, (guint) a->finetune_epochs,
-                             nnic_cli_progress_update, &progress, &st, &error))
+      if (!nnic_train_epoch_with (model, opt, loader, (guint) e, (guint) a->finetune_epochs, &cb, &st, &error))
         return nnic_cli_fail ("compress", error);
       nnic_cli_progress_finish (&progress);
       if (!nnic_evaluate (model, test, 1000, &acc.after, NULL, &error))
@@ -231,7 +266,8 @@ run (CompressArgs *a)
 int
 nnic_cmd_compress (int argc, char **argv)
 {
-  CompressArgs a = { .finetune_epochs = 1, .batch_size = 64, .lr = 0.01, .momentum = 0.5 };
+  CompressArgs a = { .finetune_epochs = 1, .batch_size = 64, .lr = 0.01, .momentum = 0.5,
+                     .updates_per_epoch = 1 };
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_STRING, &a.model, "Built-in model (default nni_cnn)", "NAME" },
     { "checkpoint", 'c', 0, G_OPTION_ARG_FILENAME, &a.checkpoint, "Trained weights (safetensors)", "FILE" },
@@ -240,6 +276,7 @@ nnic_cmd_compress (int argc, char **argv)
     { "masker", 0, 0, G_OPTION_ARG_STRING, &a.masker, "Masker a scheduling pruner drives (default level)", "NAME" },
     { "dependency-aware", 0, 0, G_OPTION_ARG_NONE, &a.dependency_aware, "Filter maskers: prune the same channels in layers that meet in an Add, evenly in grouped convolutions", NULL },
     { "finetune-epochs", 'e', 0, G_OPTION_ARG_INT, &a.finetune_epochs, "Fine-tuning epochs after compressing (default 1)", "N" },
+    { "updates-per-epoch", 0, 0, G_OPTION_ARG_INT, &a.updates_per_epoch, "Algorithm epochs per fine-tune epoch: update_epoch(e*N+k) at each N-th of epoch e (default 1; NNI's AGP example used 3)", "N" },
     { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &a.lr, "Fine-tuning SGD learning rate (default 0.01)", "X" },
     { "momentum", 0, 0, G_OPTION_ARG_DOUBLE, &a.momentum, "Fine-tuning SGD momentum (default 0.5)", "X" },
     { "batch-size", 'b', 0, G_OPTION_ARG_INT, &a.batch_size, "Batch size (default 64)", "N" },

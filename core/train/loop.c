@@ -21,6 +21,18 @@ nnic_train_epoch (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader, guint ep
                   guint n_epochs, NnicProgressFn progress, gpointer user_data,
                   NnicEpochStats *stats, GError **error)
 {
+  NnicTrainCallbacks cb = { .progress = progress, .user_data = user_data };
+  return nnic_train_epoch_with (m, opt, loader, epoch, n_epochs, &cb, stats, error);
+}
+
+gboolean
+nnic_train_epoch_with (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader, guint epoch,
+                       guint n_epochs, const NnicTrainCallbacks *cb, NnicEpochStats *stats,
+                       GError **error)
+{
+  const NnicTrainCallbacks none = { 0 };
+  if (!cb)
+    cb = &none;
   g_autoptr (NnicTensor) grad = NULL;
   const NnicTensor *x, *y;
   double loss_sum = 0.0;
@@ -31,6 +43,8 @@ nnic_train_epoch (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader, guint ep
   nnic_model_set_training (m, TRUE);
   nnic_loader_start_epoch (loader, epoch);
   while (nnic_loader_next (loader, &x, &y)) {
+    if (cb->before_batch && !cb->before_batch (epoch, batch, n_batches, cb->user_data, error))
+      return FALSE;
     const NnicTensor *logits = nnic_model_forward (m, x, error);
     if (!logits || !ensure_grad (&grad, logits, error))
       return FALSE;
@@ -47,7 +61,7 @@ nnic_train_epoch (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader, guint ep
     seen += x->shape[0];
     loss_sum += loss * (double) x->shape[0];
     correct_sum += correct;
-    if (progress) {
+    if (cb->progress) {
       double elapsed = (double) (g_get_monotonic_time () - t0) / 1e6;
       NnicProgress p = {
         .epoch = epoch, .n_epochs = n_epochs, .batch = batch, .n_batches = n_batches,
@@ -56,7 +70,7 @@ nnic_train_epoch (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader, guint ep
         .elapsed_s = elapsed,
         .eta_s = batch ? elapsed / batch * (n_batches - batch) : 0.0,
       };
-      progress (&p, user_data);
+      cb->progress (&p, cb->user_data);
     }
   }
   if (stats) {

@@ -101,6 +101,21 @@ typedef struct {
 gboolean nnic_train_epoch (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader, guint epoch,
                            guint n_epochs, NnicProgressFn progress, gpointer user_data,
                            NnicEpochStats *stats, GError **error);
+
+/* Called before batch `batch` (0-based) of `n_batches`: a caller's work
+ * inside an epoch, such as a pruner's update_epoch at a third of it.
+ * FALSE (with the error set) stops the epoch. */
+typedef gboolean (*NnicBatchFn) (guint epoch, guint batch, guint n_batches, gpointer user_data,
+                                 GError **error);
+typedef struct {
+  NnicProgressFn progress;   /* may be NULL */
+  NnicBatchFn before_batch;  /* may be NULL */
+  gpointer user_data;        /* for both */
+} NnicTrainCallbacks;
+/* nnic_train_epoch with callbacks (cb may be NULL). */
+gboolean nnic_train_epoch_with (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader, guint epoch,
+                                guint n_epochs, const NnicTrainCallbacks *cb, NnicEpochStats *stats,
+                                GError **error);
 /* Accuracy in [0, 1] (and the mean loss if non-NULL) in eval mode. */
 gboolean nnic_evaluate (NnicModel *m, const NnicDataset *d, int batch_size, double *accuracy,
                         double *loss, GError **error);
