@@ -964,6 +964,59 @@ START_TEST (test_sensitivity_pruner)
 }
 END_TEST
 
+
+/* auto_compress: the rounds' targets, ADMM's epochs through the trainer,
+ * masks that hold and leave the masked weights at zero. */
+START_TEST (test_auto_compress)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config (
+      "[{\"sparsity\": 0.5, \"op_types\": [\"default\"], \"num_iterations\": 2, \"start_temperature\": 100, "
+      "\"stop_temperature\": 60, \"cool_down_rate\": 0.8, \"admm_num_iterations\": 2, "
+      "\"admm_training_epochs\": 1, \"row\": 0.001}]");
+  NaCounts counts = { 0 };
+  NnicCompressorOptions o = { .masker = "level", .trainer = na_train, .trainer_data = &counts,
+                              .evaluator = na_score, .evaluator_data = &counts };
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "auto_compress", cl, NULL, &o, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  /* 2 rounds x 2 ADMM iterations x 1 epoch; temperatures 100, 80, 64 give
+   * at least three scored candidates a round, and each round ends scored. */
+  ck_assert_int_eq (counts.epochs, 2 * 2 * 1);
+  ck_assert_int_ge (counts.calls, 2 * 3 + 2);
+  int64_t zeros = 0, total = 0;
+  gboolean uneven = FALSE;
+  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++) {
+    NnicWrapper *w = nnic_compressor_wrapper (c, i);
+    const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
+    ck_assert_ptr_nonnull (mask);
+    for (int64_t k = 0; k < mask->numel; k++) {
+      zeros += !mask->u8[k];
+      if (!mask->u8[k])
+        ck_assert_float_eq (nnic_wrapper_weight (w)->f32[k], 0.0f);
+    }
+    total += mask->numel;
+    uneven |= fabs (nnic_wrapper_sparsity (w) - 0.5) > 0.02;
+  }
+  /* The second round's target is the overall sparsity; a layer keeps what
+   * the first round took, so the union may exceed it a little. */
+  double overall = (double) zeros / (double) total;
+  ck_assert_msg (overall >= 0.49 && overall <= 0.56, "overall sparsity %g", overall);
+  ck_assert (uneven);
+
+  /* It says what it needs. */
+  g_autoptr (NnicModel) m2 = cnn ();
+  NnicCompressorOptions only_trainer = { .masker = "level", .trainer = na_train, .trainer_data = &counts };
+  g_autoptr (NnicCompressor) c2 = nnic_compressor_new (m2, "auto_compress", cl, NULL, &only_trainer, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (!nnic_compressor_compress (c2, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "auto_compress searches by scoring the model and needs an evaluator");
+  g_clear_error (&err);
+}
+END_TEST
+
 START_TEST (test_creation_errors)
 {
   GError *err = NULL;
@@ -998,6 +1051,7 @@ main (void)
   tcase_add_test (tc, test_sensitivity_analysis);
   tcase_add_test (tc, test_admm);
   tcase_add_test (tc, test_simulated_annealing);
+  tcase_add_test (tc, test_auto_compress);
   tcase_add_test (tc, test_netadapt);
   tcase_add_test (tc, test_sensitivity_pruner);
   suite_add_tcase (s, tc);
