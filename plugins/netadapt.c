@@ -54,7 +54,6 @@ na_destroy (gpointer state)
 static gpointer
 na_create (NnicCompressor *c, GError **error)
 {
-  (void) error;
   NetAdapt *a = g_new0 (NetAdapt, 1);
   a->target = nnic_compressor_config_double (c, 0, "sparsity", 0.0);
   a->step = nnic_compressor_config_double (c, 0, "sparsity_per_iteration", 0.05);
@@ -70,6 +69,18 @@ na_create (NnicCompressor *c, GError **error)
     NnicParam *p = nnic_model_find_param (m, name, NULL);
     if (p)
       a->total += p->value->numel;
+  }
+  int64_t wrapped = 0;
+  for (guint i = 0; i < a->n; i++)
+    wrapped += nnic_wrapper_weight (nnic_compressor_wrapper (c, i))->numel;
+  /* Say so now rather than after hours of candidates. */
+  if ((double) wrapped < a->target * (double) a->total) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
+                 "netadapt: the configured layers hold %" G_GINT64_FORMAT " of the model's %" G_GINT64_FORMAT
+                 " Conv2d and Linear weights (%.1f%%), too few for the overall sparsity %g, which counts them all (as NNI)",
+                 wrapped, a->total, 100.0 * (double) wrapped / (double) MAX (a->total, 1), a->target);
+    na_destroy (a);
+    return NULL;
   }
   return a;
 }

@@ -849,6 +849,13 @@ START_TEST (test_netadapt)
   NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "netadapt trains while it prunes and needs a trainer");
   g_clear_error (&err);
   ck_assert_double_eq (nnic_wrapper_sparsity (nnic_compressor_find_wrapper (c3, "fc1")), 0.0);
+  /* Layers too small for the overall target are refused up front. */
+  g_autoptr (NnicModel) small = cnn ();
+  g_autoptr (NnicConfigList) convs = config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
+  NnicCompressorOptions lv = { .masker = "level" };
+  ck_assert_ptr_null (nnic_compressor_new (small, "netadapt", convs, NULL, &lv, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "netadapt: the configured layers hold 25500 of the model's 430500 Conv2d and Linear weights (5.9%), too few for the overall sparsity 0.5");
+  g_clear_error (&err);
 }
 END_TEST
 
