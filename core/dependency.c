@@ -12,7 +12,7 @@ keeps_channels (const NnicNode *n)
 {
   static const NnicOp *const ops[] = {
     &nnic_op_batchnorm2d, &nnic_op_relu, &nnic_op_relu6, &nnic_op_maxpool2d, &nnic_op_avgpool2d,
-    &nnic_op_adaptive_avgpool2d, &nnic_op_dropout,
+    &nnic_op_adaptive_avgpool2d, &nnic_op_dropout, &nnic_op_hardtanh,
   };
   for (guint i = 0; i < G_N_ELEMENTS (ops); i++)
     if (n->op == ops[i])
@@ -39,7 +39,8 @@ producers (const NnicModel *m, const NnicNode *n, GArray *out)
   if (keeps_channels (n) || n->op == &nnic_op_add)
     for (guint k = 0; k < n->n_inputs; k++)
       producers (m, nnic_model_node ((NnicModel *) m, n->inputs[k]->index), out);
-  /* Input, Flatten, Concat: the channels come from elsewhere or are new. */
+  /* Input, Flatten, Reshape, Softmax, Concat: the channels come from
+   * elsewhere, are new, or are mixed. */
 }
 
 static guint

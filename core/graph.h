@@ -71,6 +71,9 @@ struct _NnicNode {
     NnicPool2dSpec pool;
     struct { int out_h, out_w; } adaptive;
     struct { double p; } dropout;
+    struct { int axis; } softmax;               /* normalised: 1 .. per-sample ndim */
+    struct { double min_val, max_val; } hardtanh;
+    struct { int ndim; int64_t shape[NNIC_MAX_DIMS]; } reshape; /* as asked (may hold -1) */
   } spec;
   int64_t batch;           /* batch size the caches are sized for */
   NnicTensor *cache[4];    /* per-batch caches, owned; freed by the executor */
@@ -107,3 +110,6 @@ extern const NnicOp nnic_op_flatten;
 extern const NnicOp nnic_op_dropout;
 extern const NnicOp nnic_op_add;
 extern const NnicOp nnic_op_concat;
+extern const NnicOp nnic_op_softmax;
+extern const NnicOp nnic_op_reshape;
+extern const NnicOp nnic_op_hardtanh;

@@ -339,6 +339,38 @@ nnic_model_add_concat (NnicModel *m, const char *name, const char *const *inputs
 }
 
 gboolean
+nnic_model_add_softmax (NnicModel *m, const char *name, const char *input, int axis,
+                        GError **error)
+{
+  struct { int axis; } spec = { axis };
+  return add_unary (m, name, input, &nnic_op_softmax, &spec, sizeof spec, error);
+}
+
+gboolean
+nnic_model_add_reshape (NnicModel *m, const char *name, const char *input, const int64_t *shape,
+                        int ndim, GError **error)
+{
+  struct { int ndim; int64_t shape[NNIC_MAX_DIMS]; } spec = { ndim, { 0 } };
+  if (ndim > 0 && ndim < NNIC_MAX_DIMS) {
+    if (!shape) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "%s: Reshape needs a shape",
+                   name ? name : "Reshape");
+      return FALSE;
+    }
+    memcpy (spec.shape, shape, sizeof (int64_t) * (size_t) ndim);
+  } /* else the op's setup names the bad rank */
+  return add_unary (m, name, input, &nnic_op_reshape, &spec, sizeof spec, error);
+}
+
+gboolean
+nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *input, double min_val,
+                         double max_val, GError **error)
+{
+  struct { double min_val, max_val; } spec = { min_val, max_val };
+  return add_unary (m, name, input, &nnic_op_hardtanh, &spec, sizeof spec, error);
+}
+
+gboolean
 nnic_model_set_output (NnicModel *m, const char *name, GError **error)
 {
   int i = nnic_model_find_node (m, name);
@@ -353,12 +385,19 @@ nnic_model_set_output (NnicModel *m, const char *name, GError **error)
   return TRUE;
 }
 
+guint
+nnic_model_output_node (const NnicModel *m)
+{
+  return m->output;
+}
+
 /* ---- nodes ---- */
 
 static const NnicOp *const all_ops[] = {
   &nnic_op_conv2d, &nnic_op_linear, &nnic_op_batchnorm2d, &nnic_op_relu, &nnic_op_relu6,
   &nnic_op_maxpool2d, &nnic_op_avgpool2d, &nnic_op_adaptive_avgpool2d, &nnic_op_flatten,
-  &nnic_op_dropout, &nnic_op_add, &nnic_op_concat,
+  &nnic_op_dropout, &nnic_op_add, &nnic_op_concat, &nnic_op_softmax, &nnic_op_reshape,
+  &nnic_op_hardtanh,
 };
 
 const char *const *
@@ -410,6 +449,76 @@ nnic_model_node_input (const NnicModel *m, guint i, guint k)
 {
   NnicNode *n = node_at (m, i);
   return k < n->n_inputs ? n->inputs[k]->index : 0;
+}
+
+/* ---- node options ---- */
+
+gboolean
+nnic_model_node_conv2d_spec (const NnicModel *m, guint i, NnicConv2dSpec *spec)
+{
+  if (i >= m->nodes->len || node_at (m, i)->op != &nnic_op_conv2d)
+    return FALSE;
+  /* Setup filled in every default and per-axis field (pads too). */
+  *spec = node_at (m, i)->spec.conv;
+  spec->explicit_pads = TRUE;
+  return TRUE;
+}
+
+gboolean
+nnic_model_node_linear_spec (const NnicModel *m, guint i, NnicLinearSpec *spec)
+{
+  if (i >= m->nodes->len || node_at (m, i)->op != &nnic_op_linear)
+    return FALSE;
+  *spec = node_at (m, i)->spec.linear;
+  return TRUE;
+}
+
+gboolean
+nnic_model_node_batchnorm_spec (const NnicModel *m, guint i, NnicBatchNormSpec *spec)
+{
+  if (i >= m->nodes->len || node_at (m, i)->op != &nnic_op_batchnorm2d)
+    return FALSE;
+  *spec = node_at (m, i)->spec.bn;
+  return TRUE;
+}
+
+gboolean
+nnic_model_node_pool2d_spec (const NnicModel *m, guint i, NnicPool2dSpec *spec)
+{
+  if (i >= m->nodes->len)
+    return FALSE;
+  const NnicNode *n = node_at (m, i);
+  if (n->op != &nnic_op_maxpool2d && n->op != &nnic_op_avgpool2d)
+    return FALSE;
+  *spec = n->spec.pool;
+  spec->explicit_pads = TRUE;
+  return TRUE;
+}
+
+gboolean
+nnic_model_node_option (const NnicModel *m, guint i, const char *key, double *value)
+{
+  if (i >= m->nodes->len || !key)
+    return FALSE;
+  const NnicNode *n = node_at (m, i);
+  double v;
+  if (n->op == &nnic_op_dropout && strcmp (key, "p") == 0)
+    v = n->spec.dropout.p;
+  else if (n->op == &nnic_op_softmax && strcmp (key, "axis") == 0)
+    v = n->spec.softmax.axis;
+  else if (n->op == &nnic_op_hardtanh && strcmp (key, "min_val") == 0)
+    v = n->spec.hardtanh.min_val;
+  else if (n->op == &nnic_op_hardtanh && strcmp (key, "max_val") == 0)
+    v = n->spec.hardtanh.max_val;
+  else if (n->op == &nnic_op_adaptive_avgpool2d && strcmp (key, "out_h") == 0)
+    v = n->spec.adaptive.out_h;
+  else if (n->op == &nnic_op_adaptive_avgpool2d && strcmp (key, "out_w") == 0)
+    v = n->spec.adaptive.out_w;
+  else
+    return FALSE;
+  if (value)
+    *value = v;
+  return TRUE;
 }
 
 /* ---- parameters ---- */

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #define NNIC_ALIGN 64
@@ -82,6 +83,28 @@ check_shape (NnicDType dtype, int ndim, const int64_t *shape, int64_t *numel, GE
   return TRUE;
 }
 
+/* Zeroed memory aligned by hand on top of calloc: for large sizes glibc
+ * maps fresh pages, zero without being touched, so a tensor nobody has
+ * written yet (the gradients of a model that is only run) costs no
+ * resident memory. The block's start is kept just below the data. */
+static void *
+aligned_zalloc (size_t bytes)
+{
+  void *base = calloc (1, bytes + NNIC_ALIGN + sizeof (void *));
+  if (!base)
+    return NULL;
+  uintptr_t p = ((uintptr_t) base + sizeof (void *) + NNIC_ALIGN - 1) & ~(uintptr_t) (NNIC_ALIGN - 1);
+  ((void **) p)[-1] = base;
+  return (void *) p;
+}
+
+static void
+aligned_free (void *data)
+{
+  if (data)
+    free (((void **) data)[-1]);
+}
+
 NnicTensor *
 nnic_tensor_new (NnicDType dtype, int ndim, const int64_t *shape, GError **error)
 {
@@ -91,15 +114,14 @@ nnic_tensor_new (NnicDType dtype, int ndim, const int64_t *shape, GError **error
   size_t bytes = (size_t) numel * nnic_dtype_size (dtype);
   /* Round up so vector loops may read a whole last cache line. */
   size_t alloc = (bytes + NNIC_ALIGN - 1) / NNIC_ALIGN * NNIC_ALIGN;
-  void *data = NULL;
   if (alloc == 0)
     alloc = NNIC_ALIGN;
-  if (posix_memalign (&data, NNIC_ALIGN, alloc) != 0 || data == NULL) {
+  void *data = aligned_zalloc (alloc);
+  if (!data) {
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_MEMORY,
                  "out of memory allocating a tensor of %zu bytes", bytes);
     return NULL;
   }
-  memset (data, 0, alloc);
   NnicTensor *t = g_new0 (NnicTensor, 1);
   t->dtype = dtype;
   t->ndim = ndim;
@@ -170,7 +192,7 @@ nnic_tensor_free (NnicTensor *t)
   if (!t)
     return;
   if (t->owns_data)
-    free (t->data);
+    aligned_free (t->data);
   g_free (t);
 }
 

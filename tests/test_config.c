@@ -67,7 +67,8 @@ static const BadCase bad_cases[] = {
     "config_list[0].op_types[1]: unknown type 'Conv2D'; did you mean 'Conv2d'?", FALSE },
   { M, NO_KEYS, "[{\"op_types\": [\"Spline\"], \"sparsity\": 0.5}]",
     "config_list[0].op_types[0]: unknown type 'Spline' (valid: default, Conv2d, Linear, BatchNorm2d, "
-    "ReLU, ReLU6, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Add, Concat)", FALSE },
+    "ReLU, ReLU6, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Add, Concat, Softmax, "
+    "Reshape, Hardtanh)", FALSE },
   { M, NO_KEYS, "[{\"op_types\": \"Conv2d\", \"sparsity\": 0.5}]",
     "config_list[0].op_types: must be a list of strings, got \"Conv2d\"", FALSE },
   { M, NO_KEYS, "[{\"op_types\": [], \"sparsity\": 0.5}]", "config_list[0].op_types: must not be empty", FALSE },

@@ -7,7 +7,7 @@
 #include <string.h>
 
 typedef struct {
-  char *model, *checkpoint, *config, *algorithm, *masker, *out, *data, *data_dir;
+  char *model, *checkpoint, *config, *algorithm, *masker, *out, *data, *data_dir, *export_onnx;
   int finetune_epochs, batch_size, updates_per_epoch;
   double lr, momentum;
   gint64 seed, limit, eval_limit;
@@ -16,6 +16,7 @@ typedef struct {
 
 typedef struct {
   double before, pruned, after;
+  gboolean measured; /* FALSE without a data set */
   gboolean have_after;
 } Accuracies;
 
@@ -44,9 +45,13 @@ write_report (const CompressArgs *a, NnicCompressor *c, const Accuracies *acc, G
   g_autoptr (JsonObject) extra = json_object_new ();
   json_object_set_string_member (extra, "model", a->model);
   json_object_set_int_member (extra, "finetune_epochs", a->finetune_epochs);
-  json_object_set_double_member (extra, "accuracy_before", acc->before);
-  json_object_set_double_member (extra, "accuracy_pruned", acc->pruned);
-  json_object_set_double_member (extra, "accuracy_after", acc->have_after ? acc->after : acc->pruned);
+  if (!acc->measured) {
+    json_object_set_string_member (extra, "accuracy", "not measured: no data set");
+  } else {
+    json_object_set_double_member (extra, "accuracy_before", acc->before);
+    json_object_set_double_member (extra, "accuracy_pruned", acc->pruned);
+    json_object_set_double_member (extra, "accuracy_after", acc->have_after ? acc->after : acc->pruned);
+  }
   g_autofree char *path = g_build_filename (a->out, "report.json", NULL);
   return nnic_compressor_write_report (c, path, extra, error);
 }
@@ -76,6 +81,12 @@ gather_statistics (NnicCompressor *c, NnicModel *model, NnicOptimizer *opt, cons
 {
   if (!declares_key (nnic_compressor_masker (c), "statistics_batch_num"))
     return TRUE;
+  if (!train) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                 "%s ranks filters by statistics of training batches and needs a data set (--data X.npy,Y.npy)",
+                 nnic_compressor_masker (c));
+    return FALSE;
+  }
   gint64 batches = 0;
   for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++)
     batches = MAX (batches, (gint64) nnic_wrapper_config_double (nnic_compressor_wrapper (c, i),
@@ -181,43 +192,70 @@ run (CompressArgs *a)
                  a->updates_per_epoch);
     return nnic_cli_fail ("compress", error);
   }
-  if (!a->checkpoint || !a->config || !a->algorithm || !a->out) {
+  if (!a->config || !a->algorithm || !a->out) {
     g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
-                 "--checkpoint, --config, --algorithm and --out are required (see nnic compress --help)");
+                 "--config, --algorithm and --out are required (see nnic compress --help)");
+    return nnic_cli_fail ("compress", error);
+  }
+  if (!a->checkpoint && !g_str_has_suffix (a->model, ".onnx")) {
+    g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                 "--checkpoint is required for the built-in model %s (an ONNX file carries its weights)", a->model);
     return nnic_cli_fail ("compress", error);
   }
   g_autoptr (NnicConfigList) config = nnic_config_list_new_from_file (a->config, &error);
   if (!config)
     return nnic_cli_fail ("compress", error);
-  g_autoptr (NnicDataset) train = nnic_cli_load_data (a->data, a->data_dir, TRUE, a->limit, &error);
-  g_autoptr (NnicDataset) test = train ? nnic_cli_load_data (a->data, a->data_dir, FALSE, a->eval_limit, &error) : NULL;
-  if (!test)
+  /* A model from a file has no default data set: without --data it is
+   * pruned without fine-tuning or accuracy. */
+  const gboolean onnx = g_str_has_suffix (a->model, ".onnx");
+  const char *data = a->data ? a->data : onnx ? NULL : "fashion-mnist";
+  if (data && !strcmp (data, "none"))
+    data = NULL;
+  if (!data && a->finetune_epochs > 0) {
+    g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                 "fine-tuning needs a data set: give --data X.npy,Y.npy, or --finetune-epochs 0 to prune "
+                 "without fine-tuning");
+    return nnic_cli_fail ("compress", error);
+  }
+  g_autoptr (NnicDataset) train = data ? nnic_cli_load_data (data, a->data_dir, TRUE, a->limit, &error) : NULL;
+  g_autoptr (NnicDataset) test = train ? nnic_cli_load_data (data, a->data_dir, FALSE, a->eval_limit, &error) : NULL;
+  if (data && !test)
     return nnic_cli_fail ("compress", error);
   g_autoptr (NnicModel) model = nnic_cli_load_model (a->model, train, a->checkpoint, &error);
   if (!model)
     return nnic_cli_fail ("compress", error);
   nnic_model_set_seed (model, (guint64) a->seed);
 
-  Accuracies acc = { 0 };
-  if (!nnic_evaluate (model, test, 1000, &acc.before, NULL, &error))
+  Accuracies acc = { .measured = test != NULL };
+  if (!data)
+    printf ("no data set: pruning without fine-tuning; the accuracy is not measured\n");
+  if (acc.measured && !nnic_evaluate (model, test, 1000, &acc.before, NULL, &error))
     return nnic_cli_fail ("compress", error);
   g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (
       model, &(NnicSgdOptions) { .lr = a->lr, .momentum = a->momentum }, &error);
   if (!opt)
     return nnic_cli_fail ("compress", error);
   TrainerData trainer = { train, a };
-  NnicCompressorOptions options = { .masker = a->masker, .dependency_aware = a->dependency_aware,
-                                    .trainer = train_one_epoch, .trainer_data = &trainer,
-                                    .evaluator = test_accuracy, .evaluator_data = test };
+  NnicCompressorOptions options = { .masker = a->masker, .dependency_aware = a->dependency_aware };
+  if (train) {
+    options.trainer = train_one_epoch;
+    options.trainer_data = &trainer;
+    options.evaluator = test_accuracy;
+    options.evaluator_data = test;
+  }
   g_autoptr (NnicCompressor) c = nnic_compressor_new (model, a->algorithm, config, opt, &options, &error);
   if (!c && g_error_matches (error, NNIC_ERROR, NNIC_ERROR_CONFIG))
     g_prefix_error (&error, "%s: ", a->config); /* say which file the entry is in */
   if (!c || !nnic_compressor_compress (c, &error) || !gather_statistics (c, model, opt, train, a, &error))
     return nnic_cli_fail ("compress", error);
-  if (!nnic_evaluate (model, test, 1000, &acc.pruned, NULL, &error))
-    return nnic_cli_fail ("compress", error);
-  printf ("%s on %s: %u layers wrapped; accuracy before %.4f, after compressing %.4f\n", a->algorithm,
-          a->model, nnic_compressor_n_wrappers (c), acc.before, acc.pruned);
+  if (acc.measured) {
+    if (!nnic_evaluate (model, test, 1000, &acc.pruned, NULL, &error))
+      return nnic_cli_fail ("compress", error);
+    printf ("%s on %s: %u layers wrapped; accuracy before %.4f, after compressing %.4f\n", a->algorithm,
+            a->model, nnic_compressor_n_wrappers (c), acc.before, acc.pruned);
+  } else {
+    printf ("%s on %s: %u layers wrapped\n", a->algorithm, a->model, nnic_compressor_n_wrappers (c));
+  }
   fflush (stdout);
 
   if (a->finetune_epochs > 0) {
@@ -252,14 +290,23 @@ run (CompressArgs *a)
   g_autofree char *masks_path = g_build_filename (a->out, "masks.safetensors", NULL);
   if (!nnic_compressor_export (c, model_path, masks_path, &error) || !write_report (a, c, &acc, &error))
     return nnic_cli_fail ("compress", error);
+  /* The exported weights have the masks applied: so does the ONNX file. */
+  if (a->export_onnx && !nnic_model_save_onnx (model, a->export_onnx, NULL, &error))
+    return nnic_cli_fail ("compress", error);
 
   g_autoptr (JsonObject) report = nnic_compressor_report (c);
   print_table (json_object_get_array_member (report, "layers"), json_object_get_int_member (report, "weights_kept"),
                json_object_get_int_member (report, "weights_total"), nnic_model_count_parameters (model));
-  printf ("accuracy before: %.4f\naccuracy pruned: %.4f\n", acc.before, acc.pruned);
-  if (acc.have_after)
-    printf ("accuracy after: %.4f\n", acc.after);
+  if (acc.measured) {
+    printf ("accuracy before: %.4f\naccuracy pruned: %.4f\n", acc.before, acc.pruned);
+    if (acc.have_after)
+      printf ("accuracy after: %.4f\n", acc.after);
+  } else {
+    printf ("accuracy: not measured (no data set)\n");
+  }
   printf ("wrote %s, %s and %s/report.json\n", model_path, masks_path, a->out);
+  if (a->export_onnx)
+    printf ("wrote %s (ONNX)\n", a->export_onnx);
   return 0;
 }
 
@@ -269,7 +316,7 @@ nnic_cmd_compress (int argc, char **argv)
   CompressArgs a = { .finetune_epochs = 1, .batch_size = 64, .lr = 0.01, .momentum = 0.5,
                      .updates_per_epoch = 1 };
   GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_STRING, &a.model, "Built-in model (default nni_cnn)", "NAME" },
+    { "model", 'm', 0, G_OPTION_ARG_STRING, &a.model, "Built-in model (default nni_cnn) or an ONNX file", "NAME|FILE.onnx" },
     { "checkpoint", 'c', 0, G_OPTION_ARG_FILENAME, &a.checkpoint, "Trained weights (safetensors)", "FILE" },
     { "config", 0, 0, G_OPTION_ARG_FILENAME, &a.config, "Config list (JSON, NNI's keys)", "FILE" },
     { "algorithm", 'a', 0, G_OPTION_ARG_STRING, &a.algorithm, "Algorithm (nnic plugins lists them); a masker name prunes one-shot", "NAME" },
@@ -281,10 +328,11 @@ nnic_cmd_compress (int argc, char **argv)
     { "momentum", 0, 0, G_OPTION_ARG_DOUBLE, &a.momentum, "Fine-tuning SGD momentum (default 0.5)", "X" },
     { "batch-size", 'b', 0, G_OPTION_ARG_INT, &a.batch_size, "Batch size (default 64)", "N" },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &a.seed, "Seed of shuffling (default 0)", "S" },
-    { "data", 'd', 0, G_OPTION_ARG_STRING, &a.data, "Data set (default fashion-mnist)", "NAME" },
+    { "data", 'd', 0, G_OPTION_ARG_STRING, &a.data, "Data set: fashion-mnist (the default for built-in models), X.npy,Y.npy, or none", "NAME|X.npy,Y.npy" },
     { "data-dir", 0, 0, G_OPTION_ARG_FILENAME, &a.data_dir, "Where the data set's files are", "DIR" },
     { "limit", 0, 0, G_OPTION_ARG_INT64, &a.limit, "Fine-tune on the first N images only", "N" },
     { "eval-limit", 0, 0, G_OPTION_ARG_INT64, &a.eval_limit, "Evaluate on the first N test images only", "N" },
+    { "export-onnx", 0, 0, G_OPTION_ARG_FILENAME, &a.export_onnx, "Also write the compressed model as ONNX", "FILE" },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &a.out, "Output directory (model.safetensors, masks.safetensors, report.json)", "DIR" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &a.quiet, "No progress display", NULL },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
@@ -305,10 +353,9 @@ nnic_cmd_compress (int argc, char **argv)
     status = nnic_cli_fail ("compress", error);
   } else {
     if (!a.model) a.model = g_strdup ("nni_cnn");
-    if (!a.data) a.data = g_strdup ("fashion-mnist");
     status = run (&a);
   }
   g_free (a.model); g_free (a.checkpoint); g_free (a.config); g_free (a.algorithm);
-  g_free (a.masker); g_free (a.out); g_free (a.data); g_free (a.data_dir);
+  g_free (a.masker); g_free (a.out); g_free (a.data); g_free (a.data_dir); g_free (a.export_onnx);
   return status;
 }

@@ -8,8 +8,10 @@ run (const char *model_name, const char *checkpoint, const char *data, const cha
      gint64 limit, int batch)
 {
   GError *error = NULL;
-  if (!checkpoint) {
-    g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "--checkpoint FILE is required");
+  if (!checkpoint && !g_str_has_suffix (model_name, ".onnx")) {
+    g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                 "--checkpoint FILE is required for the built-in model %s (an ONNX file carries its weights)",
+                 model_name);
     return nnic_cli_fail ("eval", error);
   }
   g_autoptr (NnicDataset) test = nnic_cli_load_data (data, data_dir, FALSE, limit, &error);
@@ -30,7 +32,7 @@ nnic_cmd_eval (int argc, char **argv)
   gint64 limit = 0;
   int batch = 1000;
   GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_name, "Built-in model (default nni_cnn)", "NAME" },
+    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_name, "Built-in model (default nni_cnn) or an ONNX file", "NAME|FILE.onnx" },
     { "checkpoint", 'c', 0, G_OPTION_ARG_FILENAME, &checkpoint, "Weights to evaluate (safetensors, state-dict names)", "FILE" },
     { "data", 'd', 0, G_OPTION_ARG_STRING, &data, "Data set (default fashion-mnist)", "NAME" },
     { "data-dir", 0, 0, G_OPTION_ARG_FILENAME, &data_dir, "Where the data set's files are", "DIR" },

@@ -51,8 +51,9 @@ run (const char *model_name, const char *checkpoint, const char *masker, const c
      char **layers, const char *data, const char *data_dir, gint64 eval_limit, const char *out)
 {
   GError *error = NULL;
-  if (!checkpoint || !out) {
-    g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "--checkpoint and --out are required");
+  if (!out || (!checkpoint && !g_str_has_suffix (model_name, ".onnx"))) {
+    g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                 "--out is required, and --checkpoint for a built-in model (an ONNX file carries its weights)");
     return nnic_cli_fail ("sensitivity", error);
   }
   g_autoptr (GArray) sparsities = parse_sparsities (sparsities_text, &error);
@@ -90,7 +91,7 @@ nnic_cmd_sensitivity (int argc, char **argv)
   char **layers = NULL;
   gint64 eval_limit = 0;
   GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_STRING, &model, "Built-in model (default nni_cnn)", "NAME" },
+    { "model", 'm', 0, G_OPTION_ARG_STRING, &model, "Built-in model (default nni_cnn) or an ONNX file", "NAME|FILE.onnx" },
     { "checkpoint", 'c', 0, G_OPTION_ARG_FILENAME, &checkpoint, "Trained weights (safetensors)", "FILE" },
     { "masker", 0, 0, G_OPTION_ARG_STRING, &masker, "Masker pruning each layer (default l1filter, as NNI's 'l1')", "NAME" },
     { "sparsities", 0, 0, G_OPTION_ARG_STRING, &sparsities, "Comma-separated sparsities (default 0.1,0.2,...,0.9)", "LIST" },

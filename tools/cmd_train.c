@@ -90,7 +90,10 @@ run (TrainArgs *a)
   g_autoptr (NnicModel) model = nnic_cli_load_model (a->model, train, NULL, &error);
   if (!model)
     return nnic_cli_fail ("train", error);
-  nnic_model_init_params (model, (guint64) a->seed);
+  /* A built-in model starts from PyTorch's initialisation; an ONNX file's
+   * weights are where training goes on from. */
+  if (!g_str_has_suffix (a->model, ".onnx"))
+    nnic_model_init_params (model, (guint64) a->seed);
   nnic_model_set_seed (model, (guint64) a->seed);
   g_autoptr (NnicOptimizer) opt = make_optimizer (model, a, explicit, &error);
   if (!opt)
@@ -139,7 +142,7 @@ nnic_cmd_train (int argc, char **argv)
 {
   TrainArgs a = { .epochs = 5, .batch_size = 64, .lr = -1, .momentum = -1, .weight_decay = -1 };
   GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_STRING, &a.model, "Built-in model (nnic models lists them; default nni_cnn)", "NAME" },
+    { "model", 'm', 0, G_OPTION_ARG_STRING, &a.model, "Built-in model (nnic models lists them; default nni_cnn), or an ONNX file to train on from its weights", "NAME|FILE.onnx" },
     { "data", 'd', 0, G_OPTION_ARG_STRING, &a.data, "Data set (default fashion-mnist)", "NAME" },
     { "data-dir", 0, 0, G_OPTION_ARG_FILENAME, &a.data_dir, "Where the data set's files are (default: $NNIC_DATA_DIR, then /usr/share/datasets/NAME)", "DIR" },
     { "epochs", 'e', 0, G_OPTION_ARG_INT, &a.epochs, "Epochs to train (default 5)", "N" },

@@ -1,4 +1,4 @@
-/* ReLU and ReLU6 (nn.ReLU, nn.ReLU6), elementwise on any shape. */
+/* ReLU, ReLU6 and Hardtanh (nn.ReLU, nn.ReLU6, nn.Hardtanh), elementwise on any shape. */
 #include "core/ops/kernels.h"
 
 static gboolean
@@ -91,5 +91,62 @@ const NnicOp nnic_op_relu6 = {
   .reshape = NULL,
   .forward = relu6_forward,
   .backward = relu6_backward,
+  .finalize = NULL,
+};
+
+/* ---- Hardtanh (nn.Hardtanh, ONNX Clip) ----
+ * clamp(x, min_val, max_val); NaN passes through, as in PyTorch. */
+
+static gboolean
+hardtanh_setup (NnicNode *node, GError **error)
+{
+  const double lo = node->spec.hardtanh.min_val, hi = node->spec.hardtanh.max_val;
+  if (!(lo <= hi)) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "min_val %g must not be above max_val %g (nor either be NaN)", lo, hi);
+    return FALSE;
+  }
+  return activation_setup (node, error);
+}
+
+static void
+hardtanh_forward (NnicNode *node, gboolean training)
+{
+  (void) training;
+  const float lo = (float) node->spec.hardtanh.min_val, hi = (float) node->spec.hardtanh.max_val;
+  const float *restrict x = node->inputs[0]->out->f32;
+  float *restrict y = node->out->f32;
+  const int64_t n = node->out->numel;
+#pragma omp parallel for schedule(static) if (n > OP_PARALLEL_MIN)
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i] < lo ? lo : x[i];
+    y[i] = v > hi ? hi : v;
+  }
+}
+
+/* hardtanh_backward: the gradient passes strictly inside (min_val, max_val). */
+static void
+hardtanh_backward (NnicNode *node)
+{
+  if (!node->inputs[0]->gout)
+    return;
+  const float lo = (float) node->spec.hardtanh.min_val, hi = (float) node->spec.hardtanh.max_val;
+  const float *restrict x = node->inputs[0]->out->f32;
+  const float *restrict dy = node->gout->f32;
+  float *restrict dx = node->inputs[0]->gout->f32;
+  const int64_t n = node->out->numel;
+#pragma omp parallel for schedule(static) if (n > OP_PARALLEL_MIN)
+  for (int64_t i = 0; i < n; i++) {
+    float g = dy[i];
+    dx[i] += (x[i] > lo) & (x[i] < hi) ? g : 0.0f;
+  }
+}
+
+const NnicOp nnic_op_hardtanh = {
+  .type = "Hardtanh",
+  .setup = hardtanh_setup,
+  .reshape = NULL,
+  .forward = hardtanh_forward,
+  .backward = hardtanh_backward,
   .finalize = NULL,
 };

@@ -1,4 +1,5 @@
-/* Conv2d (nn.Conv2d): zero padding, stride, dilation, groups, optional bias.
+/* Conv2d (nn.Conv2d): zero padding (per side: ONNX's pads), stride and
+ * dilation (per axis), groups, optional bias.
  *
  * The batch is unrolled (im2col) a chunk of samples at a time into
  *   cols [C*KH*KW, Bc*OH*OW]     row (c, kh, kw), column (b, oh, ow)
@@ -14,18 +15,35 @@
  *
  * The chunks run in parallel, one per thread, each with a single-threaded
  * GEMM (core/parallel.h); every thread has its own columns and, in the
- * backward, its own weight-gradient accumulator, summed at the end. */
+ * backward, its own weight-gradient accumulator, summed at the end.
+ *
+ * Depthwise convolutions (groups == in_channels > 1, out_channels a
+ * multiple of it: MobileNet's) do not go through the GEMMs, whose groups
+ * would each be one output channel times KH*KW rows: a direct kernel
+ * (below) reads every input plane once per output channel instead.
+ * NNIC_CONV_DEPTHWISE=0 in the environment (read when a layer is added)
+ * sends them through the GEMMs too, for benchmarks and cross-checks. */
 #include "core/ops/kernels.h"
 #include "core/parallel.h"
 
 #include <cblas.h>
 #include <string.h>
 
+/* node->state: which path the layer takes, and for the depthwise one
+ * where each filter column's input starts in a padded row (see below). */
+typedef struct {
+  gboolean depthwise;
+  int64_t tap[]; /* [kernel_w] */
+} ConvState;
+
 /* Everything the kernels need, derived from the spec and the input shape. */
 typedef struct {
   int64_t B, C, H, W;      /* input [B, C, H, W] */
   int64_t OC, OH, OW;      /* output [B, OC, OH, OW] */
-  int64_t KH, KW, S, P, D; /* kernel, stride, padding, dilation */
+  int64_t KH, KW;          /* kernel */
+  int64_t SH, SW, DH, DW;  /* stride and dilation per axis */
+  int64_t PT, PL;          /* padding at the top and the left (the bottom and
+                            * right ones only shape the output size) */
   int64_t G, Cg, OCg;      /* groups and channels per group */
   int64_t K;               /* rows of one group's columns: Cg*KH*KW */
   int64_t N;               /* columns: B*OH*OW */
@@ -39,7 +57,8 @@ conv_geom (const NnicNode *node)
   ConvGeom g = {
     .B = node->batch, .C = in->shape[0], .H = in->shape[1], .W = in->shape[2],
     .OC = node->shape[0], .OH = node->shape[1], .OW = node->shape[2],
-    .KH = s->kernel_h, .KW = s->kernel_w, .S = s->stride, .P = s->padding, .D = s->dilation,
+    .KH = s->kernel_h, .KW = s->kernel_w, .SH = s->stride_h, .SW = s->stride_w,
+    .DH = s->dilation_h, .DW = s->dilation_w, .PT = s->pads[0], .PL = s->pads[1],
     .G = s->groups,
   };
   g.Cg = g.C / g.G;
@@ -47,6 +66,42 @@ conv_geom (const NnicNode *node)
   g.K = g.Cg * g.KH * g.KW;
   g.N = g.B * g.OH * g.OW;
   return g;
+}
+
+/* ---- depthwise: the layout ----
+ * The depthwise kernels (further down) read a zero-padded copy of each
+ * input plane, split by column phase when the stride along W is above one:
+ *   xq [rows, SW, row]   xq[r][ph][i] = the padded plane's [r][i*SW + ph]
+ * so that the input of tap (kh, kw) at output pixel (oh, ow) is
+ *   xq[oh*SH + kh*DH][(kw*DW) % SW][(kw*DW) / SW + ow]:
+ * contiguous along ow, and inside the buffer, with no bounds to check. */
+typedef struct {
+  int64_t rows;  /* padded rows the outputs read */
+  int64_t cols;  /* padded columns the outputs read */
+  int64_t row;   /* floats per phase of a row */
+  int64_t plane; /* rows * SW * row */
+} DwLayout;
+
+static DwLayout
+dw_layout (const ConvGeom *g)
+{
+  DwLayout l;
+  l.rows = (g->OH - 1) * g->SH + (g->KH - 1) * g->DH + 1;
+  l.cols = (g->OW - 1) * g->SW + (g->KW - 1) * g->DW + 1;
+  l.row = (g->KW - 1) * g->DW / g->SW + g->OW;
+  l.plane = l.rows * g->SW * l.row;
+  return l;
+}
+
+/* Floats per thread: the padded input plane and its gradient, private
+ * weight and bias gradients (summed in thread order, as in the GEMM
+ * path), and a row of dL/dy with zeros around it. */
+static size_t
+dw_thread_floats (const ConvGeom *g)
+{
+  const DwLayout l = dw_layout (g);
+  int64_t n = 2 * l.plane + g->OC * g->KH * g->KW + g->OC + g->OW + 2 * (g->KW - 1) * g->DW;
+  return (size_t) ((n + 15) / 16 * 16);
 }
 
 static gboolean
@@ -66,6 +121,17 @@ conv2d_setup (NnicNode *node, GError **error)
     s->dilation = 1;
   if (s->groups == 0)
     s->groups = 1;
+  if (s->stride_h == 0)
+    s->stride_h = s->stride;
+  if (s->stride_w == 0)
+    s->stride_w = s->stride;
+  if (s->dilation_h == 0)
+    s->dilation_h = s->dilation;
+  if (s->dilation_w == 0)
+    s->dilation_w = s->dilation;
+  if (!s->explicit_pads)
+    for (int i = 0; i < 4; i++)
+      s->pads[i] = s->padding;
 
   if (s->in_channels <= 0 || s->out_channels <= 0) {
     op_error (node, error, NNIC_ERROR_ARGUMENT,
@@ -84,6 +150,18 @@ conv2d_setup (NnicNode *node, GError **error)
               s->padding, s->dilation, s->groups);
     return FALSE;
   }
+  if (s->stride_h < 0 || s->stride_w < 0 || s->dilation_h < 0 || s->dilation_w < 0) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "strides (%d, %d) and dilations (%d, %d) must not be negative", s->stride_h,
+              s->stride_w, s->dilation_h, s->dilation_w);
+    return FALSE;
+  }
+  if (s->pads[0] < 0 || s->pads[1] < 0 || s->pads[2] < 0 || s->pads[3] < 0) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "pads (top %d, left %d, bottom %d, right %d) must not be negative", s->pads[0],
+              s->pads[1], s->pads[2], s->pads[3]);
+    return FALSE;
+  }
   const NnicNode *in = node->inputs[0];
   if (in->shape[0] != s->in_channels) {
     op_error (node, error, NNIC_ERROR_SHAPE,
@@ -97,10 +175,10 @@ conv2d_setup (NnicNode *node, GError **error)
               s->in_channels, s->out_channels);
     return FALSE;
   }
-  int64_t eff_h = (int64_t) s->dilation * (s->kernel_h - 1) + 1;
-  int64_t eff_w = (int64_t) s->dilation * (s->kernel_w - 1) + 1;
-  int64_t pad_h = in->shape[1] + 2 * (int64_t) s->padding;
-  int64_t pad_w = in->shape[2] + 2 * (int64_t) s->padding;
+  int64_t eff_h = (int64_t) s->dilation_h * (s->kernel_h - 1) + 1;
+  int64_t eff_w = (int64_t) s->dilation_w * (s->kernel_w - 1) + 1;
+  int64_t pad_h = in->shape[1] + (int64_t) s->pads[0] + s->pads[2];
+  int64_t pad_w = in->shape[2] + (int64_t) s->pads[1] + s->pads[3];
   if (eff_h > pad_h || eff_w > pad_w) {
     op_error (node, error, NNIC_ERROR_SHAPE,
               "the kernel (%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
@@ -111,8 +189,8 @@ conv2d_setup (NnicNode *node, GError **error)
   }
   node->shape_ndim = 3;
   node->shape[0] = s->out_channels;
-  node->shape[1] = (pad_h - eff_h) / s->stride + 1;
-  node->shape[2] = (pad_w - eff_w) / s->stride + 1;
+  node->shape[1] = (pad_h - eff_h) / s->stride_h + 1;
+  node->shape[2] = (pad_w - eff_w) / s->stride_w + 1;
   if (!op_check_output (node, error))
     return FALSE;
 
@@ -122,7 +200,27 @@ conv2d_setup (NnicNode *node, GError **error)
     return FALSE;
   if (!s->no_bias && !nnic_node_add_param (node, "bias", TRUE, 1, bshape, error))
     return FALSE;
+  ConvState *st = g_malloc0 (sizeof (ConvState) + sizeof (int64_t) * (size_t) s->kernel_w);
+  st->depthwise = s->groups > 1 && s->groups == s->in_channels &&
+                  g_strcmp0 (g_getenv ("NNIC_CONV_DEPTHWISE"), "0") != 0;
+  const ConvGeom g = conv_geom (node);
+  const DwLayout l = dw_layout (&g);
+  for (int64_t kw = 0; kw < g.KW; kw++)
+    st->tap[kw] = ((kw * g.DW) % g.SW) * l.row + (kw * g.DW) / g.SW;
+  node->state = st;
   return TRUE;
+}
+
+static void
+conv2d_finalize (NnicNode *node)
+{
+  g_clear_pointer (&node->state, g_free);
+}
+
+static gboolean
+conv_is_depthwise (const NnicNode *node)
+{
+  return ((const ConvState *) node->state)->depthwise;
 }
 
 /* Samples per chunk: about CHUNK_BYTES of columns, but at least
@@ -174,6 +272,8 @@ conv2d_reshape (NnicNode *node, int64_t batch, GError **error)
   (void) batch;
   ConvGeom g = conv_geom (node);
   int threads = nnic_threads ();
+  if (conv_is_depthwise (node))
+    return nnic_model_scratch (node->model, dw_thread_floats (&g) * (size_t) threads, error) != NULL;
   if (!op_check_blas_dim (node, conv_chunk (&g, threads) * g.OH * g.OW, error) ||
       !op_check_blas_dim (node, g.C * g.KH * g.KW, error))
     return FALSE;
@@ -210,25 +310,25 @@ im2col (const ConvGeom *g, const float *restrict x, float *restrict cols)
     for (int64_t kh = 0; kh < g->KH; kh++)
       for (int64_t kw = 0; kw < g->KW; kw++) {
         float *dst = cols + ((c * g->KH + kh) * g->KW + kw) * g->N;
-        int64_t offh = kh * g->D - g->P, offw = kw * g->D - g->P;
+        int64_t offh = kh * g->DH - g->PT, offw = kw * g->DW - g->PL;
         int64_t oh0, oh1, ow0, ow1;
-        valid_range (g->OH, g->S, offh, g->H, &oh0, &oh1);
-        valid_range (g->OW, g->S, offw, g->W, &ow0, &ow1);
+        valid_range (g->OH, g->SH, offh, g->H, &oh0, &oh1);
+        valid_range (g->OW, g->SW, offw, g->W, &ow0, &ow1);
         for (int64_t b = 0; b < g->B; b++, dst += OHW) {
           const float *plane = x + (b * g->C + c) * HW;
           for (int64_t j = 0; j < oh0 * g->OW; j++)
             dst[j] = 0.0f;
           for (int64_t oh = oh0; oh < oh1; oh++) {
             float *row = dst + oh * g->OW;
-            const float *src = plane + (oh * g->S + offh) * g->W;
+            const float *src = plane + (oh * g->SH + offh) * g->W;
             for (int64_t ow = 0; ow < ow0; ow++)
               row[ow] = 0.0f;
-            if (g->S == 1) {
+            if (g->SW == 1) {
               for (int64_t ow = ow0; ow < ow1; ow++)
                 row[ow] = src[ow + offw];
             } else {
               for (int64_t ow = ow0; ow < ow1; ow++)
-                row[ow] = src[ow * g->S + offw];
+                row[ow] = src[ow * g->SW + offw];
             }
             for (int64_t ow = ow1; ow < g->OW; ow++)
               row[ow] = 0.0f;
@@ -253,19 +353,19 @@ col2im_acc (const ConvGeom *g, const float *restrict dcols, float *restrict dx)
       for (int64_t kh = 0; kh < g->KH; kh++)
         for (int64_t kw = 0; kw < g->KW; kw++) {
           const float *src = dcols + ((c * g->KH + kh) * g->KW + kw) * g->N + b * OHW;
-          int64_t offh = kh * g->D - g->P, offw = kw * g->D - g->P;
+          int64_t offh = kh * g->DH - g->PT, offw = kw * g->DW - g->PL;
           int64_t oh0, oh1, ow0, ow1;
-          valid_range (g->OH, g->S, offh, g->H, &oh0, &oh1);
-          valid_range (g->OW, g->S, offw, g->W, &ow0, &ow1);
+          valid_range (g->OH, g->SH, offh, g->H, &oh0, &oh1);
+          valid_range (g->OW, g->SW, offw, g->W, &ow0, &ow1);
           for (int64_t oh = oh0; oh < oh1; oh++) {
             const float *row = src + oh * g->OW;
-            float *dst = plane + (oh * g->S + offh) * g->W;
-            if (g->S == 1) {
+            float *dst = plane + (oh * g->SH + offh) * g->W;
+            if (g->SW == 1) {
               for (int64_t ow = ow0; ow < ow1; ow++)
                 dst[ow + offw] += row[ow];
             } else {
               for (int64_t ow = ow0; ow < ow1; ow++)
-                dst[ow * g->S + offw] += row[ow];
+                dst[ow * g->SW + offw] += row[ow];
             }
           }
         }
@@ -297,6 +397,284 @@ gather_nchw (const ConvGeom *g, const float *restrict gout, float *restrict dout
     for (int64_t oc = 0; oc < g->OC; oc++)
       memcpy (dout + oc * g->N + b * OHW, gout + (b * g->OC + oc) * OHW,
               sizeof (float) * (size_t) OHW);
+}
+
+/* GCC's unroll-and-jam (-O3) fuses two filter taps' row loops into one
+ * that it then leaves scalar: the kernels below run 2-3x slower with it. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DW_NO_JAM __attribute__ ((optimize ("no-loop-unroll-and-jam")))
+#else
+#define DW_NO_JAM
+#endif
+
+/* ---- depthwise: the kernels ----
+ * Output channel oc = c*M + m reads input channel c alone (M = OC/C, the
+ * channel multiplier) through its own KH x KW filter. Each thread takes
+ * input planes (b, c) in turn, pads and splits one (see the layout above)
+ * and runs its M filters over it, an output row at a time: one
+ * multiply-add over the whole row per filter tap, the row staying in L1.
+ * The padding of the copies is zeroed once per call: the copies only ever
+ * write the plane's own pixels. */
+
+/* Phase ph of a padded row holds input columns iw = i*SW + ph - PL for
+ * i in [*i0, *i1), those inside [0, w1). */
+static void
+dw_phase_range (const ConvGeom *g, int64_t ph, int64_t w1, int64_t *i0, int64_t *i1)
+{
+  const int64_t first = g->PL - ph, end = w1 + g->PL - ph; /* i*SW in [first, end) */
+  *i0 = first > 0 ? (first + g->SW - 1) / g->SW : 0;
+  *i1 = end > 0 ? (end + g->SW - 1) / g->SW : 0;
+}
+
+/* x [H, W] into its place in xq (the pixels the outputs read). */
+static void
+dw_pad_plane (const ConvGeom *g, const DwLayout *l, const float *restrict x, float *restrict xq)
+{
+  const int64_t h1 = MIN (g->H, l->rows - g->PT), w1 = MIN (g->W, l->cols - g->PL);
+  for (int64_t ph = 0; ph < g->SW; ph++) {
+    int64_t i0, i1;
+    dw_phase_range (g, ph, w1, &i0, &i1);
+    for (int64_t ih = 0; ih < h1; ih++) {
+      const float *restrict xr = x + ih * g->W;
+      float *restrict dst = xq + ((ih + g->PT) * g->SW + ph) * l->row;
+      const int64_t off = ph - g->PL;
+      if (g->SW == 1) {
+        for (int64_t i = i0; i < i1; i++)
+          dst[i] = xr[i + off];
+      } else if (g->SW == 2) { /* a constant stride vectorises */
+        for (int64_t i = i0; i < i1; i++)
+          dst[i] = xr[2 * i + off];
+      } else {
+        for (int64_t i = i0; i < i1; i++)
+          dst[i] = xr[i * g->SW + off];
+      }
+    }
+  }
+}
+
+/* The adjoint of dw_pad_plane: dx [H, W] += its pixels' gradients in dxq. */
+static void
+dw_unpad_plane_acc (const ConvGeom *g, const DwLayout *l, const float *restrict dxq,
+                    float *restrict dx)
+{
+  const int64_t h1 = MIN (g->H, l->rows - g->PT), w1 = MIN (g->W, l->cols - g->PL);
+  for (int64_t ph = 0; ph < g->SW; ph++) {
+    int64_t i0, i1;
+    dw_phase_range (g, ph, w1, &i0, &i1);
+    for (int64_t ih = 0; ih < h1; ih++) {
+      float *restrict dr = dx + ih * g->W;
+      const float *restrict src = dxq + ((ih + g->PT) * g->SW + ph) * l->row;
+      const int64_t off = ph - g->PL;
+      if (g->SW == 1) {
+        for (int64_t i = i0; i < i1; i++)
+          dr[i + off] += src[i];
+      } else if (g->SW == 2) {
+        for (int64_t i = i0; i < i1; i++)
+          dr[2 * i + off] += src[i];
+      } else {
+        for (int64_t i = i0; i < i1; i++)
+          dr[i * g->SW + off] += src[i];
+      }
+    }
+  }
+}
+
+/* y [OH, OW] = bias + the filter w [KH, KW] over the padded plane xq;
+ * tap[kw] is where filter column kw reads in a padded row. */
+DW_NO_JAM static void
+dw_forward_plane (const ConvGeom *g, const DwLayout *l, const int64_t *tap,
+                  const float *restrict xq, const float *restrict w, float bias,
+                  float *restrict y)
+{
+  const int64_t OW = g->OW;
+  for (int64_t oh = 0; oh < g->OH; oh++) {
+    float *restrict yr = y + oh * OW;
+    for (int64_t ow = 0; ow < OW; ow++)
+      yr[ow] = bias;
+    for (int64_t kh = 0; kh < g->KH; kh++) {
+      const float *xr = xq + (oh * g->SH + kh * g->DH) * g->SW * l->row;
+      const float *wr = w + kh * g->KW;
+      int64_t kw = 0;
+      /* Three taps a pass: a third of the loads and stores of the row. */
+      for (; kw + 3 <= g->KW; kw += 3) {
+        const float *restrict x0 = xr + tap[kw], *restrict x1 = xr + tap[kw + 1],
+                              *restrict x2 = xr + tap[kw + 2];
+        const float w0 = wr[kw], w1 = wr[kw + 1], w2 = wr[kw + 2];
+        for (int64_t ow = 0; ow < OW; ow++)
+          yr[ow] += w0 * x0[ow] + w1 * x1[ow] + w2 * x2[ow];
+      }
+      for (; kw < g->KW; kw++) {
+        const float *restrict xt = xr + tap[kw];
+        const float wv = wr[kw];
+        for (int64_t ow = 0; ow < OW; ow++)
+          yr[ow] += wv * xt[ow];
+      }
+    }
+  }
+}
+
+/* One output channel's gradient dy [OH, OW] against the padded plane xq:
+ * dw [KH*KW] += dy times the inputs each tap read (when dw), and
+ * dxq += the filter w spread back over the plane (when dxq). dyrow has
+ * room for a row of dy with (KW-1)*DW zeros on either side. */
+DW_NO_JAM static void
+dw_backward_plane (const ConvGeom *g, const DwLayout *l, const int64_t *tap,
+                   const float *restrict xq, const float *restrict w, const float *restrict dy,
+                   float *restrict dxq, float *restrict dw, float *restrict dyrow)
+{
+  const int64_t OW = g->OW, KW = g->KW, edge = (KW - 1) * g->DW;
+  for (int64_t oh = 0; oh < g->OH; oh++) {
+    const float *restrict dyr = dy + oh * OW;
+    if (dxq && g->SW == 1) {
+      for (int64_t i = 0; i < edge; i++)
+        dyrow[i] = dyrow[edge + OW + i] = 0.0f;
+      for (int64_t ow = 0; ow < OW; ow++)
+        dyrow[edge + ow] = dyr[ow];
+    }
+    for (int64_t kh = 0; kh < g->KH; kh++) {
+      const int64_t r = (oh * g->SH + kh * g->DH) * g->SW * l->row;
+      const float *wr = w + kh * KW;
+      /* The weight gradient: one dot product per tap and row, three taps
+       * a pass so that dy is loaded once for them. */
+      for (int64_t kw = 0; dw && kw < KW;) {
+        float *dwr = dw + kh * KW;
+        if (kw + 3 <= KW) {
+          const float *restrict x0 = xq + r + tap[kw], *restrict x1 = xq + r + tap[kw + 1],
+                                *restrict x2 = xq + r + tap[kw + 2];
+          float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s0, s1, s2)
+          for (int64_t ow = 0; ow < OW; ow++) {
+            s0 += dyr[ow] * x0[ow];
+            s1 += dyr[ow] * x1[ow];
+            s2 += dyr[ow] * x2[ow];
+          }
+          dwr[kw] += s0;
+          dwr[kw + 1] += s1;
+          dwr[kw + 2] += s2;
+          kw += 3;
+        } else {
+          const float *restrict xt = xq + r + tap[kw];
+          float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+          for (int64_t ow = 0; ow < OW; ow++)
+            s += dyr[ow] * xt[ow];
+          dwr[kw] += s;
+          kw++;
+        }
+      }
+      if (!dxq)
+        continue;
+      if (g->SW == 1) {
+        /* The input gradient as a gather: padded column i of the row gets
+         * w[kw] * dy[i - kw*DW] from every tap, three taps a pass. */
+        float *restrict dxr = dxq + r;
+        const float *dp = dyrow + edge;
+        int64_t kw = 0;
+        for (; kw + 3 <= KW; kw += 3) {
+          const float *restrict d0 = dp - tap[kw], *restrict d1 = dp - tap[kw + 1],
+                                *restrict d2 = dp - tap[kw + 2];
+          const float w0 = wr[kw], w1 = wr[kw + 1], w2 = wr[kw + 2];
+          for (int64_t i = 0; i < l->cols; i++)
+            dxr[i] += w0 * d0[i] + w1 * d1[i] + w2 * d2[i];
+        }
+        for (; kw < KW; kw++) {
+          const float *restrict dt = dp - tap[kw];
+          const float wv = wr[kw];
+          for (int64_t i = 0; i < l->cols; i++)
+            dxr[i] += wv * dt[i];
+        }
+      } else {
+        /* A scatter, tap by tap, into the tap's phase of the row. */
+        for (int64_t kw = 0; kw < KW; kw++) {
+          float *restrict dt = dxq + r + tap[kw];
+          const float wv = wr[kw];
+          for (int64_t ow = 0; ow < OW; ow++)
+            dt[ow] += wv * dyr[ow];
+        }
+      }
+    }
+  }
+}
+
+static void
+dw_forward (NnicNode *node)
+{
+  const ConvGeom g = conv_geom (node);
+  const DwLayout l = dw_layout (&g);
+  const int64_t *tap = ((const ConvState *) node->state)->tap;
+  const int threads = nnic_threads ();
+  const int64_t M = g.OC / g.C, HW = g.H * g.W, OHW = g.OH * g.OW, KK = g.KH * g.KW;
+  const float *x = node->inputs[0]->out->f32, *w = node->pval[0]->f32;
+  const float *bias = node->n_params > 1 ? node->pval[1]->f32 : NULL;
+  float *y = node->out->f32;
+  const size_t per_thread = dw_thread_floats (&g);
+  float *scratch = nnic_model_scratch (node->model, per_thread * (size_t) threads, NULL);
+  const int64_t planes = g.B * g.C;
+#pragma omp parallel num_threads(threads) if (planes * M * OHW * KK > OP_PARALLEL_MIN)
+  {
+    float *xq = scratch + per_thread * (size_t) nnic_thread_index ();
+    memset (xq, 0, sizeof (float) * (size_t) l.plane);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+      const int64_t b = p / g.C, c = p % g.C;
+      dw_pad_plane (&g, &l, x + p * HW, xq);
+      for (int64_t oc = c * M; oc < (c + 1) * M; oc++)
+        dw_forward_plane (&g, &l, tap, xq, w + oc * KK, bias ? bias[oc] : 0.0f,
+                          y + (b * g.OC + oc) * OHW);
+    }
+  }
+}
+
+static void
+dw_backward (NnicNode *node)
+{
+  const ConvGeom g = conv_geom (node);
+  const DwLayout l = dw_layout (&g);
+  const int64_t *tap = ((const ConvState *) node->state)->tap;
+  const int threads = nnic_threads ();
+  const int64_t M = g.OC / g.C, HW = g.H * g.W, OHW = g.OH * g.OW, KK = g.KH * g.KW;
+  const int64_t nw = g.OC * KK;
+  const float *x = node->inputs[0]->out->f32, *w = node->pval[0]->f32;
+  const float *dy = node->gout->f32;
+  float *dx = node->inputs[0]->gout ? node->inputs[0]->gout->f32 : NULL;
+  float *dw = node->pgrad[0] ? node->pgrad[0]->f32 : NULL;
+  float *db = node->n_params > 1 && node->pgrad[1] ? node->pgrad[1]->f32 : NULL;
+  const size_t per_thread = dw_thread_floats (&g);
+  float *scratch = nnic_model_scratch (node->model, per_thread * (size_t) threads, NULL);
+  const int64_t planes = g.B * g.C;
+  /* Threads that get no plane still hold zero gradients for the sum below. */
+  memset (scratch, 0, sizeof (float) * per_thread * (size_t) threads);
+#pragma omp parallel num_threads(threads) if (planes * M * OHW * KK > OP_PARALLEL_MIN)
+  {
+    float *xq = scratch + per_thread * (size_t) nnic_thread_index ();
+    float *dxq = xq + l.plane, *mdw = dxq + l.plane, *mdb = mdw + nw, *dyrow = mdb + g.OC;
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+      const int64_t b = p / g.C, c = p % g.C;
+      if (dw)
+        dw_pad_plane (&g, &l, x + p * HW, xq);
+      if (dx)
+        memset (dxq, 0, sizeof (float) * (size_t) l.plane);
+      for (int64_t oc = c * M; oc < (c + 1) * M; oc++) {
+        const float *dyp = dy + (b * g.OC + oc) * OHW;
+        if (db)
+          mdb[oc] += op_sum (dyp, OHW);
+        if (!dw && !dx)
+          continue;
+        dw_backward_plane (&g, &l, tap, xq, w + oc * KK, dyp, dx ? dxq : NULL,
+                           dw ? mdw + oc * KK : NULL, dyrow);
+      }
+      if (dx)
+        dw_unpad_plane_acc (&g, &l, dxq, dx + p * HW);
+    }
+  }
+  for (int t = 0; t < threads; t++) {
+    const float *mine = scratch + per_thread * (size_t) t + 2 * l.plane;
+    if (dw)
+      op_acc (dw, mine, nw);
+    if (db)
+      op_acc (db, mine + nw, g.OC);
+  }
 }
 
 /* out_g [OCg, N] = W_g [OCg, K] x cols_g [K, N] for every group. */
@@ -336,6 +714,10 @@ static void
 conv2d_forward (NnicNode *node, gboolean training)
 {
   (void) training;
+  if (conv_is_depthwise (node)) {
+    dw_forward (node);
+    return;
+  }
   const ConvGeom g = conv_geom (node);
   const int threads = nnic_threads ();
   const int64_t bc = conv_chunk (&g, threads), chunks = (g.B + bc - 1) / bc;
@@ -393,6 +775,10 @@ backward_chunk (NnicNode *node, const ConvGeom *c, int64_t b0, float *scratch, f
 static void
 conv2d_backward (NnicNode *node)
 {
+  if (conv_is_depthwise (node)) {
+    dw_backward (node);
+    return;
+  }
   const ConvGeom g = conv_geom (node);
   const int threads = nnic_threads ();
   const int64_t bc = conv_chunk (&g, threads), chunks = (g.B + bc - 1) / bc;
@@ -439,5 +825,5 @@ const NnicOp nnic_op_conv2d = {
   .reshape = conv2d_reshape,
   .forward = conv2d_forward,
   .backward = conv2d_backward,
-  .finalize = NULL,
+  .finalize = conv2d_finalize,
 };

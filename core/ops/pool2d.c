@@ -1,14 +1,16 @@
-/* Pooling: MaxPool2d, AvgPool2d (count_include_pad=True) and
- * AdaptiveAvgPool2d, with PyTorch's floor-mode output sizes.
- * Every output pixel reads one window of one [H, W] plane, so the kernels
- * loop over the B*C planes. */
+/* Pooling: MaxPool2d, AvgPool2d and AdaptiveAvgPool2d, with PyTorch's
+ * output sizes (floor, or ceil_mode) and ONNX's per-axis kernels and
+ * strides and per-side padding. Every output pixel reads one window of one
+ * [H, W] plane, so the kernels loop over the B*C planes. */
 #include "core/ops/kernels.h"
 
 #include <math.h>
 
 typedef struct {
   int64_t BC, H, W, OH, OW;
-  int64_t K, S, P;
+  int64_t KH, KW, SH, SW;
+  int64_t PT, PL, PB, PR; /* padding: top, left, bottom, right */
+  gboolean exclude_pad;
 } PoolGeom;
 
 static PoolGeom
@@ -19,46 +21,108 @@ pool_geom (const NnicNode *node)
   return (PoolGeom) {
     .BC = node->batch * in->shape[0], .H = in->shape[1], .W = in->shape[2],
     .OH = node->shape[1], .OW = node->shape[2],
-    .K = s->kernel_size, .S = s->stride, .P = s->padding,
+    .KH = s->kernel_h, .KW = s->kernel_w, .SH = s->stride_h, .SW = s->stride_w,
+    .PT = s->pads[0], .PL = s->pads[1], .PB = s->pads[2], .PR = s->pads[3],
+    .exclude_pad = s->exclude_pad,
   };
 }
 
-/* Shared by max and average pooling: defaults, checks, output shape. */
+/* Output size along one axis, as PyTorch's pooling_output_shape: floor or
+ * ceil of (in + pads - k) / s, plus one; in ceil mode the last window must
+ * start inside the input or the leading padding. */
+static int64_t
+pool_out_size (int64_t in, int64_t k, int64_t s, int64_t pad0, int64_t pad1, gboolean ceil_mode)
+{
+  const int64_t span = in + pad0 + pad1 - k; /* >= 0: checked by the caller */
+  int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+  if (ceil_mode && (out - 1) * s >= in + pad0)
+    out--;
+  return out;
+}
+
+/* Shared by max and average pooling: defaults, checks, output shape. The
+ * per-axis fields and the pads are written back, so the spec reads as the
+ * layer. */
 static gboolean
 pool_setup (NnicNode *node, GError **error)
 {
   NnicPool2dSpec *s = &node->spec.pool;
   if (!op_expect_image (node, 0, error))
     return FALSE;
+  if (s->kernel_h == 0)
+    s->kernel_h = s->kernel_size;
+  if (s->kernel_w == 0)
+    s->kernel_w = s->kernel_size;
+  /* The stride defaults to the kernel size, axis by axis. */
+  const int stride = s->stride;
   if (s->stride == 0)
     s->stride = s->kernel_size;
-  if (s->kernel_size <= 0 || s->stride <= 0 || s->padding < 0) {
-    op_error (node, error, NNIC_ERROR_ARGUMENT,
-              "kernel_size %d and stride %d must be positive and padding %d not negative",
-              s->kernel_size, s->stride, s->padding);
+  if (s->stride_h == 0)
+    s->stride_h = stride ? stride : s->kernel_h;
+  if (s->stride_w == 0)
+    s->stride_w = stride ? stride : s->kernel_w;
+  if (s->kernel_h <= 0 || s->kernel_w <= 0 || s->stride_h <= 0 || s->stride_w <= 0 ||
+      s->stride < 0 || s->padding < 0) {
+    if (s->kernel_h == s->kernel_w && s->stride_h == s->stride_w)
+      op_error (node, error, NNIC_ERROR_ARGUMENT,
+                "kernel_size %d and stride %d must be positive and padding %d not negative",
+                s->kernel_h, s->stride_h, s->padding);
+    else
+      op_error (node, error, NNIC_ERROR_ARGUMENT,
+                "kernel_size %dx%d and stride %dx%d must be positive and padding %d not negative",
+                s->kernel_h, s->kernel_w, s->stride_h, s->stride_w, s->padding);
     return FALSE;
   }
-  if (s->padding > s->kernel_size / 2) {
-    op_error (node, error, NNIC_ERROR_ARGUMENT,
-              "padding should be at most half of the kernel size, but got padding %d and "
-              "kernel_size %d",
-              s->padding, s->kernel_size);
-    return FALSE;
+  if (s->explicit_pads) {
+    /* ONNX Runtime's rule: a window never lies wholly in the padding. */
+    if (s->pads[0] < 0 || s->pads[1] < 0 || s->pads[2] < 0 || s->pads[3] < 0 ||
+        s->pads[0] >= s->kernel_h || s->pads[2] >= s->kernel_h || s->pads[1] >= s->kernel_w ||
+        s->pads[3] >= s->kernel_w) {
+      op_error (node, error, NNIC_ERROR_ARGUMENT,
+                "pads (top %d, left %d, bottom %d, right %d) must not be negative and must be "
+                "smaller than the %dx%d kernel",
+                s->pads[0], s->pads[1], s->pads[2], s->pads[3], s->kernel_h, s->kernel_w);
+      return FALSE;
+    }
+  } else {
+    if (s->padding > s->kernel_h / 2 || s->padding > s->kernel_w / 2) {
+      if (s->kernel_h == s->kernel_w)
+        op_error (node, error, NNIC_ERROR_ARGUMENT,
+                  "padding should be at most half of the kernel size, but got padding %d and "
+                  "kernel_size %d",
+                  s->padding, s->kernel_h);
+      else
+        op_error (node, error, NNIC_ERROR_ARGUMENT,
+                  "padding should be at most half of the kernel size, but got padding %d and "
+                  "kernel_size %dx%d",
+                  s->padding, s->kernel_h, s->kernel_w);
+      return FALSE;
+    }
+    for (int i = 0; i < 4; i++)
+      s->pads[i] = s->padding;
   }
   const NnicNode *in = node->inputs[0];
-  int64_t ph = in->shape[1] + 2 * (int64_t) s->padding;
-  int64_t pw = in->shape[2] + 2 * (int64_t) s->padding;
-  if (ph < s->kernel_size || pw < s->kernel_size) {
+  const int64_t ph = in->shape[1] + (int64_t) s->pads[0] + s->pads[2];
+  const int64_t pw = in->shape[2] + (int64_t) s->pads[1] + s->pads[3];
+  if (ph < s->kernel_h || pw < s->kernel_w) {
     g_autofree char *shape = nnic_shape_to_string (in->shape_ndim, in->shape);
-    op_error (node, error, NNIC_ERROR_SHAPE,
-              "the %dx%d window does not fit the input %s with padding %d", s->kernel_size,
-              s->kernel_size, shape, s->padding);
+    if (s->explicit_pads)
+      op_error (node, error, NNIC_ERROR_SHAPE,
+                "the %dx%d window does not fit the input %s with pads (top %d, left %d, "
+                "bottom %d, right %d)",
+                s->kernel_h, s->kernel_w, shape, s->pads[0], s->pads[1], s->pads[2], s->pads[3]);
+    else
+      op_error (node, error, NNIC_ERROR_SHAPE,
+                "the %dx%d window does not fit the input %s with padding %d", s->kernel_h,
+                s->kernel_w, shape, s->padding);
     return FALSE;
   }
   node->shape_ndim = 3;
   node->shape[0] = in->shape[0];
-  node->shape[1] = (ph - s->kernel_size) / s->stride + 1;
-  node->shape[2] = (pw - s->kernel_size) / s->stride + 1;
+  node->shape[1] = pool_out_size (in->shape[1], s->kernel_h, s->stride_h, s->pads[0], s->pads[2],
+                                  s->ceil_mode);
+  node->shape[2] = pool_out_size (in->shape[2], s->kernel_w, s->stride_w, s->pads[1], s->pads[3],
+                                  s->ceil_mode);
   return op_check_output (node, error);
 }
 
@@ -85,10 +149,10 @@ maxpool_plane (const PoolGeom *g, const float *restrict x, float *restrict y,
                int32_t *restrict idx)
 {
   for (int64_t oh = 0; oh < g->OH; oh++) {
-    int64_t h0 = oh * g->S - g->P, h1 = MIN (h0 + g->K, g->H);
+    int64_t h0 = oh * g->SH - g->PT, h1 = MIN (h0 + g->KH, g->H);
     h0 = MAX (h0, 0);
     for (int64_t ow = 0; ow < g->OW; ow++) {
-      int64_t w0 = ow * g->S - g->P, w1 = MIN (w0 + g->K, g->W);
+      int64_t w0 = ow * g->SW - g->PL, w1 = MIN (w0 + g->KW, g->W);
       w0 = MAX (w0, 0);
       float best = -INFINITY;
       int64_t bi = h0 * g->W + w0;
@@ -107,7 +171,8 @@ maxpool_plane (const PoolGeom *g, const float *restrict x, float *restrict y,
 }
 
 /* The common 2x2, stride 2, no padding case (LeNet, VGG): four loads and
- * three compares per output, same tie and NaN rules as above. */
+ * three compares per output, same tie and NaN rules as above. Every window
+ * lies inside the plane (no ceil-mode window hangs over its edge). */
 static void
 maxpool_plane_2x2 (const PoolGeom *g, const float *restrict x, float *restrict y,
                    int32_t *restrict idx)
@@ -147,7 +212,8 @@ maxpool_forward (NnicNode *node, gboolean training)
   const float *x = node->inputs[0]->out->f32;
   float *y = node->out->f32;
   int32_t *idx = node->cache[0]->i32;
-  const gboolean fast = g.K == 2 && g.S == 2 && g.P == 0;
+  const gboolean fast = g.KH == 2 && g.KW == 2 && g.SH == 2 && g.SW == 2 && g.PT == 0 &&
+                        g.PL == 0 && 2 * g.OH <= g.H && 2 * g.OW <= g.W;
 #pragma omp parallel for schedule(static) if (g.BC * g.H * g.W > OP_PARALLEL_MIN)
   for (int64_t p = 0; p < g.BC; p++) {
     const float *xp = x + p * g.H * g.W;
@@ -188,8 +254,10 @@ const NnicOp nnic_op_maxpool2d = {
 };
 
 /* ---- AvgPool2d ----
- * The divisor counts the padding inside the window (count_include_pad),
- * but not the part of a window hanging past the padded input. */
+ * The divisor, as PyTorch's: with count_include_pad (the default) the
+ * window's cells inside the padded input, padding included, but not the
+ * part of a ceil-mode window hanging past the padded input; with
+ * exclude_pad only its cells inside the input. */
 
 typedef struct {
   int64_t h0, h1, w0, w1; /* the window clipped to the input */
@@ -199,13 +267,14 @@ typedef struct {
 static AvgWindow
 avg_window (const PoolGeom *g, int64_t oh, int64_t ow)
 {
-  int64_t h0 = oh * g->S - g->P, w0 = ow * g->S - g->P;
-  int64_t h1 = MIN (h0 + g->K, g->H + g->P), w1 = MIN (w0 + g->K, g->W + g->P);
-  int64_t count = (h1 - h0) * (w1 - w0);
-  return (AvgWindow) {
+  int64_t h0 = oh * g->SH - g->PT, w0 = ow * g->SW - g->PL;
+  int64_t h1 = MIN (h0 + g->KH, g->H + g->PB), w1 = MIN (w0 + g->KW, g->W + g->PR);
+  AvgWindow a = {
     .h0 = MAX (h0, 0), .h1 = MIN (h1, g->H), .w0 = MAX (w0, 0), .w1 = MIN (w1, g->W),
-    .inv_count = 1.0f / (float) count,
   };
+  int64_t count = g->exclude_pad ? (a.h1 - a.h0) * (a.w1 - a.w0) : (h1 - h0) * (w1 - w0);
+  a.inv_count = count > 0 ? 1.0f / (float) count : 0.0f;
+  return a;
 }
 
 static void
@@ -215,6 +284,7 @@ avgpool_forward (NnicNode *node, gboolean training)
   const PoolGeom g = pool_geom (node);
   const float *x = node->inputs[0]->out->f32;
   float *y = node->out->f32;
+#pragma omp parallel for schedule(static) if (g.BC * g.H * g.W > OP_PARALLEL_MIN)
   for (int64_t p = 0; p < g.BC; p++) {
     const float *xp = x + p * g.H * g.W;
     float *yp = y + p * g.OH * g.OW;
@@ -238,6 +308,7 @@ avgpool_backward (NnicNode *node)
   const PoolGeom g = pool_geom (node);
   const float *dy = node->gout->f32;
   float *dx = node->inputs[0]->gout->f32;
+#pragma omp parallel for schedule(static) if (g.BC * g.H * g.W > OP_PARALLEL_MIN)
   for (int64_t p = 0; p < g.BC; p++) {
     float *dp = dx + p * g.H * g.W;
     const float *gp = dy + p * g.OH * g.OW;

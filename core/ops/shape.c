@@ -1,5 +1,5 @@
-/* Flatten (nn.Flatten / torch.flatten(x, 1)): [C, H, W] → [C*H*W]. NCHW is
- * contiguous, so it is a plain copy both ways. */
+/* Flatten (nn.Flatten / torch.flatten(x, 1)): [C, H, W] → [C*H*W], and
+ * Reshape. NCHW is contiguous, so both are a plain copy both ways. */
 #include "core/ops/kernels.h"
 
 #include <string.h>
@@ -29,6 +29,61 @@ flatten_backward (NnicNode *node)
 const NnicOp nnic_op_flatten = {
   .type = "Flatten",
   .setup = flatten_setup,
+  .reshape = NULL,
+  .forward = flatten_forward,
+  .backward = flatten_backward,
+  .finalize = NULL,
+};
+
+/* ---- Reshape (torch.reshape / ONNX Reshape, per sample) ----
+ * node->spec.reshape holds the shape asked for (one entry may be -1);
+ * node->shape the resolved one. A contiguous copy, like Flatten. */
+
+static gboolean
+reshape_setup (NnicNode *node, GError **error)
+{
+  const int nd = node->spec.reshape.ndim;
+  const int64_t *want = node->spec.reshape.shape;
+  const NnicNode *in = node->inputs[0];
+  const int64_t numel = op_sample_numel (in);
+  g_autofree char *from = nnic_shape_to_string (in->shape_ndim, in->shape);
+  if (nd < 1 || nd > NNIC_MAX_DIMS - 1) {
+    op_error (node, error, NNIC_ERROR_ARGUMENT,
+              "a per-sample shape has 1 to %d dimensions, not %d", NNIC_MAX_DIMS - 1, nd);
+    return FALSE;
+  }
+  g_autofree char *to = nnic_shape_to_string (nd, want);
+  int inferred = -1;
+  int64_t known = 1;
+  for (int i = 0; i < nd; i++) {
+    if (want[i] == -1 && inferred < 0) {
+      inferred = i;
+    } else if (want[i] <= 0) {
+      op_error (node, error, NNIC_ERROR_ARGUMENT,
+                "cannot reshape %s to %s: dimensions must be positive, with at most one -1",
+                from, to);
+      return FALSE;
+    } else if (known > numel / want[i]) {
+      known = numel + 1; /* more elements than the input has; and no overflow */
+    } else {
+      known *= want[i];
+    }
+  }
+  if (inferred >= 0 ? numel % known != 0 : known != numel) {
+    op_error (node, error, NNIC_ERROR_SHAPE,
+              "cannot reshape %s (%" G_GINT64_FORMAT " elements per sample) to %s", from, numel,
+              to);
+    return FALSE;
+  }
+  node->shape_ndim = nd;
+  for (int i = 0; i < nd; i++)
+    node->shape[i] = i == inferred ? numel / known : want[i];
+  return op_check_output (node, error);
+}
+
+const NnicOp nnic_op_reshape = {
+  .type = "Reshape",
+  .setup = reshape_setup,
   .reshape = NULL,
   .forward = flatten_forward,
   .backward = flatten_backward,

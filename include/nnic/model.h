@@ -120,6 +120,8 @@ gboolean nnic_model_add_reshape (NnicModel *m, const char *name, const char *inp
 gboolean nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *input,
                                   double min_val, double max_val, GError **error);
 gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
+/* The index of the output node (the last node added unless set). */
+guint nnic_model_output_node (const NnicModel *m);
 
 /* ---- nodes ---- */
 

@@ -1,0 +1,504 @@
+/* ONNX import: the driver. Reads the file once (mapped), unpacks it with
+ * protobuf-c, checks the opset, the initializers and the graph's input and
+ * output, then converts node by node in the file's (topological) order,
+ * copying each initializer into its parameter and freeing the unpacked
+ * copy after its last use. */
+#include "core/onnx/internal.h"
+#include "core/io/file_util.h"
+
+#include <string.h>
+
+/* ---- messages ---- */
+
+char *
+nnic_onnx_node_label (const NnicOnnxImport *ctx, const Onnx__NodeProto *node)
+{
+  if (node->name && *node->name)
+    return g_strdup (node->name);
+  for (size_t i = 0; i < ctx->graph->n_node; i++)
+    if (ctx->graph->node[i] == node)
+      return g_strdup_printf ("#%zu", i);
+  return g_strdup ("?");
+}
+
+static char *
+node_context (NnicOnnxImport *ctx, const Onnx__NodeProto *node)
+{
+  g_autofree char *label = nnic_onnx_node_label (ctx, node);
+  return g_strdup_printf ("%s: node '%s' (%s, opset %d): ", ctx->source, label,
+                          node->op_type ? node->op_type : "no op type", ctx->opset);
+}
+
+void
+nnic_onnx_node_error (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error, int code,
+                      const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_autofree char *where = node_context (ctx, node);
+  g_set_error (error, NNIC_ERROR, code, "%s%s", where, msg);
+}
+
+void
+nnic_onnx_node_prefix (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error)
+{
+  if (!error || !*error)
+    return;
+  g_autofree char *where = node_context (ctx, node);
+  if (!g_str_has_prefix ((*error)->message, where))
+    g_prefix_error (error, "%s", where);
+}
+
+const char *
+nnic_onnx_supported_ops (void)
+{
+  return "AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Dropout, Flatten, Gemm, "
+         "GlobalAveragePool, Identity, MatMul, MaxPool, Relu, Reshape, Softmax, and Shape, "
+         "Gather, Unsqueeze, Squeeze, Cast on constants";
+}
+
+/* ---- outputs ---- */
+
+void
+nnic_onnx_set_output (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
+                      const char *nnic_name)
+{
+  if (k < node->n_output && node->output[k] && *node->output[k])
+    nnic_onnx_value_add_node (ctx, node->output[k], nnic_name);
+}
+
+gboolean
+nnic_onnx_extra_outputs_unused (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
+                                size_t first_extra, GError **error)
+{
+  for (size_t k = first_extra; k < node->n_output; k++)
+    if (node->output[k] && *node->output[k] && g_hash_table_contains (ctx->consumed, node->output[k])) {
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                            "its output %zu ('%s') is used, but nnic computes only the first",
+                            k, node->output[k]);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- model-level checks ---- */
+
+static gboolean
+is_default_domain (const char *d)
+{
+  return !d || !*d || !strcmp (d, "ai.onnx");
+}
+
+static gboolean
+read_opset (NnicOnnxImport *ctx, const Onnx__ModelProto *mp, GError **error)
+{
+  for (size_t i = 0; i < mp->n_opset_import; i++) {
+    const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
+    if (is_default_domain (o->domain))
+      ctx->opset = o->has_version ? (int) CLAMP (o->version, G_MININT, G_MAXINT) : 0;
+  }
+  if (ctx->opset == 0) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT,
+                 "%s: the model imports no opset of the default ONNX domain", ctx->source);
+    return FALSE;
+  }
+  if (ctx->opset < NNIC_ONNX_OPSET_MIN || ctx->opset > NNIC_ONNX_OPSET_MAX) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                 "%s: opset %d is not supported (nnic imports opsets %d to %d; re-export with "
+                 "opset_version=13)",
+                 ctx->source, ctx->opset, NNIC_ONNX_OPSET_MIN, NNIC_ONNX_OPSET_MAX);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Every initializer: a name, sane dims, data of the right length. */
+static gboolean
+add_initializers (NnicOnnxImport *ctx, GError **error)
+{
+  const Onnx__GraphProto *g = ctx->graph;
+  if (g->n_sparse_initializer > 0) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                 "%s: sparse initializers are not supported", ctx->source);
+    return FALSE;
+  }
+  for (size_t i = 0; i < g->n_initializer; i++) {
+    Onnx__TensorProto *t = g->initializer[i];
+    if (!t->name || !*t->name) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT, "%s: initializer %zu has no name",
+                   ctx->source, i);
+      return FALSE;
+    }
+    g_autofree char *what = g_strdup_printf ("initializer '%s'", t->name);
+    if (nnic_onnx_value_lookup (ctx, t->name)) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT, "%s: %s is defined twice", ctx->source,
+                   what);
+      return FALSE;
+    }
+    if (!nnic_onnx_tensor_check (ctx, t, what, error)) {
+      g_prefix_error (error, "%s: ", ctx->source);
+      return FALSE;
+    }
+    nnic_onnx_value_add_proto (ctx, t->name, t, TRUE);
+  }
+  return TRUE;
+}
+
+static gboolean
+is_graph_input (const Onnx__GraphProto *g, const char *name)
+{
+  for (size_t i = 0; i < g->n_input; i++)
+    if (g->input[i]->name && !strcmp (g->input[i]->name, name))
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+bind_constants (NnicOnnxImport *ctx, const NnicOnnxLoadOptions *options, GError **error)
+{
+  for (guint i = 0; options && i < options->n_constants; i++) {
+    const char *name = options->constant_names ? options->constant_names[i] : NULL;
+    const NnicTensor *t = options->constant_values ? options->constant_values[i] : NULL;
+    if (!name || !t) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "%s: constant %u has no %s",
+                   ctx->source, i, name ? "value" : "name");
+      return FALSE;
+    }
+    if (!is_graph_input (ctx->graph, name) || nnic_onnx_value_lookup (ctx, name)) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                   "%s: the constant '%s' is not a graph input (or is bound twice, or is an "
+                   "initializer)",
+                   ctx->source, name);
+      return FALSE;
+    }
+    if (t->dtype == NNIC_DTYPE_F32 || t->dtype == NNIC_DTYPE_I64) {
+      nnic_onnx_value_add_tensor (ctx, name, t, FALSE);
+      continue;
+    }
+    /* other integers (a bool training_mode as uint8): as int64 */
+    NnicTensor *c = nnic_tensor_new (NNIC_DTYPE_I64, t->ndim, t->shape, error);
+    if (!c)
+      return FALSE;
+    for (int64_t k = 0; k < t->numel; k++)
+      c->i64[k] = t->dtype == NNIC_DTYPE_U8 ? t->u8[k] : t->dtype == NNIC_DTYPE_I8 ? t->i8[k]
+                                                                                  : t->i32[k];
+    nnic_onnx_value_add_tensor (ctx, name, c, TRUE);
+  }
+  return TRUE;
+}
+
+/* The one graph input that is neither an initializer nor bound: a float
+ * tensor [batch, C, H, W] or [batch, F] with known non-batch dims. */
+static gboolean
+create_model (NnicOnnxImport *ctx, GError **error)
+{
+  const Onnx__GraphProto *g = ctx->graph;
+  const Onnx__ValueInfoProto *in = NULL;
+  g_autoptr (GString) names = g_string_new (NULL);
+  guint n = 0;
+  for (size_t i = 0; i < g->n_input; i++) {
+    const Onnx__ValueInfoProto *v = g->input[i];
+    if (!v->name || !*v->name) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT, "%s: graph input %zu has no name",
+                   ctx->source, i);
+      return FALSE;
+    }
+    if (nnic_onnx_value_lookup (ctx, v->name))
+      continue; /* an initializer listed as an input, or bound */
+    g_string_append_printf (names, "%s'%s'", n ? ", " : "", v->name);
+    in = v;
+    n++;
+  }
+  if (n == 0) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT,
+                 "%s: the graph has no input that is not an initializer", ctx->source);
+    return FALSE;
+  }
+  if (n > 1) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                 "%s: the graph has %u inputs that are not initializers (%s); nnic models take "
+                 "one (bind the others as constants in NnicOnnxLoadOptions)",
+                 ctx->source, n, names->str);
+    return FALSE;
+  }
+  const Onnx__TypeProto *type = in->type;
+  if (!type || type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !type->tensor_type) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                 "%s: the graph input '%s' is not a tensor", ctx->source, in->name);
+    return FALSE;
+  }
+  const Onnx__TypeProto__Tensor *tt = type->tensor_type;
+  if (!tt->has_elem_type || tt->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                 "%s: the graph input '%s' is %s; nnic models take float32", ctx->source, in->name,
+                 nnic_onnx_dtype_name (tt->has_elem_type ? tt->elem_type : 0));
+    return FALSE;
+  }
+  if (!tt->shape || (tt->shape->n_dim != 4 && tt->shape->n_dim != 2)) {
+    g_autofree char *what = tt->shape ? g_strdup_printf ("rank %zu", tt->shape->n_dim)
+                                      : g_strdup ("no shape");
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                 "%s: the graph input '%s' has %s; nnic models take [N, C, H, W] or [N, features]",
+                 ctx->source, in->name, what);
+    return FALSE;
+  }
+  int64_t dims[4];
+  for (size_t d = 0; d < tt->shape->n_dim; d++) {
+    const Onnx__TensorShapeProto__Dimension *dim = tt->shape->dim[d];
+    gboolean known = dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+    dims[d] = known ? dim->dim_value : -1;
+    if (d == 0) {
+      if (known && dim->dim_value <= 0) {
+        g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT,
+                     "%s: the graph input '%s' has batch size %" G_GINT64_FORMAT, ctx->source,
+                     in->name, dim->dim_value);
+        return FALSE;
+      }
+      continue;
+    }
+    if (!known) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                   "%s: dimension %zu of the graph input '%s' is unknown ('%s'); nnic needs every "
+                   "dimension but the batch",
+                   ctx->source, d, in->name,
+                   dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM &&
+                   dim->dim_param ? dim->dim_param : "");
+      return FALSE;
+    }
+    if (dim->dim_value <= 0 || dim->dim_value > G_MAXINT) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT,
+                   "%s: dimension %zu of the graph input '%s' is %" G_GINT64_FORMAT, ctx->source,
+                   d, in->name, dim->dim_value);
+      return FALSE;
+    }
+  }
+  ctx->batch = dims[0];
+  ctx->m = tt->shape->n_dim == 4 ? nnic_model_new ((int) dims[1], (int) dims[2], (int) dims[3])
+                                 : nnic_model_new_flat ((int) dims[1]);
+  nnic_onnx_value_add_node (ctx, in->name, "input");
+  return TRUE;
+}
+
+/* ---- nodes ---- */
+
+static gboolean
+convert_constant (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error)
+{
+  if (node->n_output < 1 || node->n_attribute != 1) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
+                          "a Constant needs one output and one value attribute");
+    return FALSE;
+  }
+  const Onnx__AttributeProto *a = node->attribute[0];
+  const char *an = a->name ? a->name : "";
+  if (!strcmp (an, "value") && a->t) {
+    g_autofree char *what = g_strdup_printf ("constant '%s'", node->output[0]);
+    if (!nnic_onnx_tensor_check (ctx, a->t, what, error)) {
+      nnic_onnx_node_prefix (ctx, node, error);
+      return FALSE;
+    }
+    nnic_onnx_value_add_proto (ctx, node->output[0], a->t, FALSE);
+    return TRUE;
+  }
+  NnicTensor *t = NULL;
+  int64_t one = 1;
+  if (!strcmp (an, "value_float") && (t = nnic_tensor_new (NNIC_DTYPE_F32, 0, &one, NULL)))
+    t->f32[0] = a->f;
+  else if (!strcmp (an, "value_int") && (t = nnic_tensor_new (NNIC_DTYPE_I64, 0, &one, NULL)))
+    t->i64[0] = a->i;
+  else if (!strcmp (an, "value_floats")) {
+    int64_t n = (int64_t) a->n_floats;
+    if ((t = nnic_tensor_new (NNIC_DTYPE_F32, 1, &n, NULL)) && n)
+      memcpy (t->f32, a->floats, sizeof (float) * (size_t) n);
+  } else if (!strcmp (an, "value_ints")) {
+    int64_t n = (int64_t) a->n_ints;
+    if ((t = nnic_tensor_new (NNIC_DTYPE_I64, 1, &n, NULL)) && n)
+      memcpy (t->i64, a->ints, sizeof (int64_t) * (size_t) n);
+  } else {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "a Constant of attribute '%s' is not supported", an);
+    return FALSE;
+  }
+  if (!t) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_MEMORY, "out of memory");
+    return FALSE;
+  }
+  nnic_onnx_value_add_tensor (ctx, node->output[0], t, TRUE);
+  return TRUE;
+}
+
+static gboolean
+convert_node (NnicOnnxImport *ctx, guint i, GError **error)
+{
+  const Onnx__NodeProto *node = ctx->graph->node[i];
+  ctx->node_index = i;
+  const char *op = node->op_type;
+  if (!op || !*op) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT, "the node has no op type");
+    return FALSE;
+  }
+  if (!is_default_domain (node->domain)) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "operators of domain '%s' are not supported (only the default ONNX "
+                          "domain)",
+                          node->domain);
+    return FALSE;
+  }
+  for (size_t k = 0; k < node->n_output; k++)
+    if (node->output[k] && *node->output[k] && nnic_onnx_value_lookup (ctx, node->output[k])) {
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
+                            "its output '%s' is already defined", node->output[k]);
+      return FALSE;
+    }
+  if (!strcmp (op, "Constant"))
+    return convert_constant (ctx, node, error);
+  if (!strcmp (op, "Identity")) {
+    OnnxValue *v = nnic_onnx_input (ctx, node, 0, error);
+    if (!v)
+      return FALSE;
+    if (node->n_output >= 1 && node->output[0] && *node->output[0])
+      nnic_onnx_value_alias (ctx, node->output[0], v);
+    return TRUE; /* Identity of a constant is no use of it: see plan.c */
+  }
+  gboolean ok;
+  if (!ctx->emits[i]) {
+    ok = nnic_onnx_fold (ctx, node, error);
+  } else {
+    NnicOnnxConverter fn = nnic_onnx_layer_converter (op);
+    if (!fn)
+      fn = nnic_onnx_misc_converter (op);
+    if (!fn) {
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                            "operator %s is not supported (nnic imports %s)", op,
+                            nnic_onnx_supported_ops ());
+      return FALSE;
+    }
+    ok = fn (ctx, node, ctx->names[i], error);
+  }
+  if (ok)
+    nnic_onnx_inputs_done (ctx, node);
+  return ok;
+}
+
+static gboolean
+set_output (NnicOnnxImport *ctx, GError **error)
+{
+  const Onnx__GraphProto *g = ctx->graph;
+  if (g->n_output != 1) {
+    g_set_error (error, NNIC_ERROR, g->n_output ? NNIC_ERROR_UNSUPPORTED : NNIC_ERROR_FORMAT,
+                 "%s: the graph has %zu outputs; nnic models have exactly one", ctx->source,
+                 g->n_output);
+    return FALSE;
+  }
+  const char *name = g->output[0]->name;
+  OnnxValue *v = nnic_onnx_value_lookup (ctx, name);
+  if (!v) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT,
+                 "%s: the graph output '%s' is not produced by any node", ctx->source,
+                 name ? name : "");
+    return FALSE;
+  }
+  if (v->kind != ONNX_VALUE_NODE || !strcmp (v->node, "input")) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                 "%s: the graph output '%s' is %s, not computed by the model", ctx->source, name,
+                 v->kind == ONNX_VALUE_NODE ? "the input itself" : "a constant");
+    return FALSE;
+  }
+  return nnic_model_set_output (ctx->m, v->node, error);
+}
+
+static void
+value_free (OnnxValue *v)
+{
+  g_free (v->name);
+  g_free (v->node);
+  nnic_tensor_free (v->owned);
+  g_free (v);
+}
+
+static NnicModel *
+import (const char *source, const char *base_dir, NnicOnnxProto *proto,
+        const NnicOnnxLoadOptions *options, GError **error)
+{
+  NnicOnnxImport ctx = {
+    .source = source,
+    .base_dir = (char *) base_dir,
+    .proto = proto,
+    .batch = -1,
+    .values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL),
+    .value_store = g_ptr_array_new_with_free_func ((GDestroyNotify) value_free),
+  };
+  const Onnx__ModelProto *mp = proto->model;
+  gboolean ok = read_opset (&ctx, mp, error);
+  if (ok && !(ctx.graph = mp->graph)) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT, "%s: the model has no graph", source);
+    ok = FALSE;
+  }
+  ok = ok && add_initializers (&ctx, error) && bind_constants (&ctx, options, error) &&
+       create_model (&ctx, error) && nnic_onnx_plan (&ctx, error);
+  if (ok) {
+    GHashTableIter it;
+    gpointer key, val;
+    g_hash_table_iter_init (&it, ctx.use_counts);
+    while (g_hash_table_iter_next (&it, &key, &val))
+      nnic_onnx_value_lookup (&ctx, key)->uses = GPOINTER_TO_UINT (val);
+    nnic_onnx_assign_names (&ctx);
+  }
+  for (guint i = 0; ok && i < (ctx.graph ? ctx.graph->n_node : 0); i++)
+    if (!ctx.absorbed[i])
+      ok = convert_node (&ctx, i, error);
+  ok = ok && set_output (&ctx, error);
+
+  if (ctx.names)
+    for (size_t i = 0; i < ctx.graph->n_node; i++)
+      g_free (ctx.names[i]);
+  g_free (ctx.names);
+  g_free (ctx.emits);
+  g_free (ctx.absorbed);
+  g_free (ctx.fused_add);
+  if (ctx.use_counts)
+    g_hash_table_destroy (ctx.use_counts);
+  if (ctx.consumed)
+    g_hash_table_destroy (ctx.consumed);
+  g_hash_table_destroy (ctx.values);
+  g_ptr_array_free (ctx.value_store, TRUE);
+  if (!ok)
+    g_clear_pointer (&ctx.m, nnic_model_free);
+  return ctx.m;
+}
+
+NnicModel *
+nnic_model_load_onnx_from_data (const guint8 *data, gsize size, const char *source,
+                                const NnicOnnxLoadOptions *options, GError **error)
+{
+  g_return_val_if_fail (data != NULL || size == 0, NULL);
+  if (!source)
+    source = "(buffer)";
+  NnicOnnxProto proto;
+  if (!nnic_onnx_proto_unpack (&proto, data, size, NULL, source, error))
+    return NULL;
+  NnicModel *m = import (source, NULL, &proto, options, error);
+  nnic_onnx_proto_clear (&proto);
+  return m;
+}
+
+NnicModel *
+nnic_model_load_onnx (const char *path, const NnicOnnxLoadOptions *options, GError **error)
+{
+  g_return_val_if_fail (path != NULL, NULL);
+  GMappedFile *map = nnic_file_map (path, error);
+  if (!map)
+    return NULL;
+  NnicOnnxProto proto;
+  gboolean ok = nnic_onnx_proto_unpack (&proto, (const guint8 *) g_mapped_file_get_contents (map),
+                                        g_mapped_file_get_length (map), map, path, error);
+  g_mapped_file_unref (map); /* everything needed is in the unpacked copy */
+  if (!ok)
+    return NULL;
+  g_autofree char *dir = g_path_get_dirname (path);
+  NnicModel *m = import (path, dir, &proto, options, error);
+  nnic_onnx_proto_clear (&proto);
+  return m;
+}

@@ -1,0 +1,226 @@
+/* Internal to ONNX import: the state one import carries and the helpers
+ * its files share. Not installed.
+ *
+ *   read.c         the file or buffer → an unpacked Onnx__ModelProto
+ *   tensor_proto.c TensorProto: dims, dtypes, data (raw, typed or external)
+ *   attrs.c        AttributeProto getters with type checks
+ *   values.c       the table of ONNX values (graph values and constants)
+ *   plan.c         the pass before building: constants, fusions, uses
+ *   names.c        nnic node names (PyTorch module names where possible)
+ *   fold.c         constant folding of shape arithmetic (Shape, Gather, ...)
+ *   ops_layers.c   Conv, Gemm, MatMul, BatchNormalization, pooling
+ *   ops_misc.c     Add, Relu, Clip, Flatten, Reshape, Concat, Dropout, Softmax
+ *   import.c       the driver: opset, graph inputs and outputs, node loop
+ */
+#pragma once
+
+#include <nnic/onnx.h>
+#include <nnic/error.h>
+
+#include "onnx.pb-c.h"
+
+/* The opsets of the default domain nnic imports. */
+#define NNIC_ONNX_OPSET_MIN 11
+#define NNIC_ONNX_OPSET_MAX 17
+/* A tensor holds at most this many elements (2^31): anything larger in a
+ * model file is damage, not a model. */
+#define NNIC_ONNX_MAX_NUMEL ((int64_t) 1 << 31)
+/* In folded int64 shape values: the (possibly symbolic) batch dimension. */
+#define NNIC_ONNX_BATCH INT64_MIN
+
+/* ---- reading ---- */
+
+typedef struct {
+  Onnx__ModelProto *model;
+  ProtobufCAllocator allocator; /* what unpacked it; frees its parts */
+  const guint8 *map_data;       /* the file mapping, only while unpacking */
+  gsize map_len;
+} NnicOnnxProto;
+
+/* Unpacks `data`; `map` (may be NULL) is the mapping `data` lives in, whose
+ * pages are dropped from memory as they are consumed. */
+gboolean nnic_onnx_proto_unpack (NnicOnnxProto *p, const guint8 *data, gsize size,
+                                 GMappedFile *map, const char *source, GError **error);
+void nnic_onnx_proto_clear (NnicOnnxProto *p);
+
+/* ---- values ---- */
+
+typedef enum {
+  ONNX_VALUE_NODE,  /* the output of an nnic node (or the model's input) */
+  ONNX_VALUE_CONST, /* a constant: initializer, Constant, bound input, folded */
+} OnnxValueKind;
+
+typedef struct {
+  OnnxValueKind kind;
+  char *name;                 /* the ONNX value name */
+  /* ONNX_VALUE_NODE */
+  char *node;                 /* the nnic node's name */
+  /* ONNX_VALUE_CONST: exactly one of proto and tensor */
+  Onnx__TensorProto *proto;   /* not owned (in the unpacked model) */
+  const NnicTensor *tensor;
+  NnicTensor *owned;          /* = tensor when the value owns it */
+  gboolean initializer;       /* proto is a graph initializer (data released after its last use) */
+  guint uses;                 /* uses left before the data is released */
+} OnnxValue;
+
+/* ---- one import ---- */
+
+typedef struct {
+  const char *source;         /* names the file in messages */
+  char *base_dir;             /* external data is relative to it; NULL for buffers */
+  int opset;
+  Onnx__GraphProto *graph;
+  NnicOnnxProto *proto;
+  NnicModel *m;
+  GHashTable *values;         /* ONNX name → OnnxValue * (owned; aliases share one) */
+  GPtrArray *value_store;     /* the OnnxValue * themselves, freed at the end */
+  int64_t batch;              /* the graph input's static batch size, or -1 */
+  /* from plan.c, per ONNX node */
+  gboolean *emits;            /* becomes an nnic node */
+  int *fused_add;             /* MatMul: the index of the Add folded into it as a bias, or -1 */
+  gboolean *absorbed;         /* converted as part of another node (a fused Add) */
+  GHashTable *use_counts;     /* initializer name → number of uses (through Identity) */
+  GHashTable *consumed;       /* value names some node reads or the graph outputs */
+  char **names;               /* from names.c: the nnic name of each emitting node */
+  guint node_index;           /* the node being converted */
+} NnicOnnxImport;
+
+/* Errors about the node being converted: "FILE: node 'NAME' (OP, opset N): ..." */
+void nnic_onnx_node_error (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error,
+                           int code, const char *fmt, ...) G_GNUC_PRINTF (5, 6);
+/* Prefixes an error from the builder with the same context. */
+void nnic_onnx_node_prefix (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error);
+/* A node's name for messages: its ONNX name, or "#INDEX" when it has none. */
+char *nnic_onnx_node_label (const NnicOnnxImport *ctx, const Onnx__NodeProto *node);
+
+/* ---- tensor_proto.c ---- */
+
+const char *nnic_onnx_dtype_name (int data_type);
+/* Validates dims (non-negative, at most NNIC_MAX_DIMS, product below
+ * NNIC_ONNX_MAX_NUMEL): FORMAT errors naming the tensor. */
+gboolean nnic_onnx_tensor_shape (const NnicOnnxImport *ctx, const Onnx__TensorProto *t,
+                                 const char *what, int *ndim, int64_t shape[NNIC_MAX_DIMS],
+                                 int64_t *numel, GError **error);
+/* The shape and the data's length (external data: the file and its size). */
+gboolean nnic_onnx_tensor_check (const NnicOnnxImport *ctx, const Onnx__TensorProto *t,
+                                 const char *what, GError **error);
+/* Reads a FLOAT tensor's numel values into dst (raw_data, float_data or
+ * external data), checking its data length against its dims. Other dtypes
+ * are UNSUPPORTED. */
+gboolean nnic_onnx_tensor_read_f32 (const NnicOnnxImport *ctx, const Onnx__TensorProto *t,
+                                    const char *what, float *dst, int64_t numel, GError **error);
+/* Reads an INT64 (or INT32) tensor into int64 values. */
+gboolean nnic_onnx_tensor_read_i64 (const NnicOnnxImport *ctx, const Onnx__TensorProto *t,
+                                    const char *what, int64_t *dst, int64_t numel, GError **error);
+/* A whole tensor as an NnicTensor (F32 for FLOAT/DOUBLE, I64 for
+ * INT64/INT32/BOOL): for constants. */
+NnicTensor *nnic_onnx_tensor_to_nnic (const NnicOnnxImport *ctx, const Onnx__TensorProto *t,
+                                      const char *what, GError **error);
+/* Frees the tensor's data held by the unpacked model. */
+void nnic_onnx_tensor_release (NnicOnnxProto *p, Onnx__TensorProto *t);
+
+/* ---- attrs.c ---- */
+
+const Onnx__AttributeProto *nnic_onnx_attr (const Onnx__NodeProto *node, const char *name);
+/* Each returns FALSE with an error when the attribute has the wrong type;
+ * absent attributes give the default. */
+gboolean nnic_onnx_attr_int (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name,
+                             int64_t def, int64_t *out, GError **error);
+gboolean nnic_onnx_attr_float (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name,
+                               double def, double *out, GError **error);
+/* *out is a copy (g_free), `def` when absent. */
+gboolean nnic_onnx_attr_string (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
+                                const char *name, const char *def, char **out, GError **error);
+/* n_expected > 0: the list must have exactly that many entries. *n = 0 when absent. */
+gboolean nnic_onnx_attr_ints (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name,
+                              size_t n_expected, const int64_t **values, size_t *n, GError **error);
+/* Refuses attributes outside `known` (NULL-terminated) as UNSUPPORTED. */
+gboolean nnic_onnx_attrs_known (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
+                                const char *const *known, GError **error);
+
+/* ---- values.c ---- */
+
+OnnxValue *nnic_onnx_value_add_node (NnicOnnxImport *ctx, const char *name, const char *node);
+OnnxValue *nnic_onnx_value_add_proto (NnicOnnxImport *ctx, const char *name,
+                                      Onnx__TensorProto *t, gboolean initializer);
+/* Takes ownership of `t` when owned, else borrows it. */
+OnnxValue *nnic_onnx_value_add_tensor (NnicOnnxImport *ctx, const char *name, const NnicTensor *t,
+                                       gboolean owned);
+/* `alias` names the same value as `v`. */
+void nnic_onnx_value_alias (NnicOnnxImport *ctx, const char *alias, OnnxValue *v);
+OnnxValue *nnic_onnx_value_lookup (NnicOnnxImport *ctx, const char *name);
+/* The node's input k: NULL with an error when it is missing, or unknown
+ * (used before it is produced). Optional inputs: use nnic_onnx_input_opt. */
+OnnxValue *nnic_onnx_input (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
+                            GError **error);
+/* NULL without an error when the node has no input k or it is "". */
+OnnxValue *nnic_onnx_input_opt (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
+                                GError **error);
+/* The input must be a graph value (an nnic node), or an UNSUPPORTED error. */
+OnnxValue *nnic_onnx_input_node (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
+                                 GError **error);
+/* The input must be a constant, or an UNSUPPORTED error naming `role`. */
+OnnxValue *nnic_onnx_input_const (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
+                                  const char *role, GError **error);
+/* A graph value's per-sample shape (the nnic node's output shape). */
+int nnic_onnx_value_shape (NnicOnnxImport *ctx, const OnnxValue *v, int64_t shape[NNIC_MAX_DIMS]);
+/* A constant's shape (full, as in ONNX). */
+gboolean nnic_onnx_const_shape (NnicOnnxImport *ctx, const OnnxValue *v, int *ndim,
+                                int64_t shape[NNIC_MAX_DIMS], int64_t *numel, GError **error);
+gboolean nnic_onnx_const_f32 (NnicOnnxImport *ctx, const OnnxValue *v, float *dst, int64_t numel,
+                              GError **error);
+gboolean nnic_onnx_const_i64 (NnicOnnxImport *ctx, const OnnxValue *v, int64_t *dst,
+                              int64_t numel, GError **error);
+/* A constant as an NnicTensor (F32 or I64): borrowed or owned by the value. */
+const NnicTensor *nnic_onnx_const_tensor (NnicOnnxImport *ctx, OnnxValue *v, GError **error);
+/* A one-element constant (any shape with one element) as a double. */
+gboolean nnic_onnx_const_scalar (NnicOnnxImport *ctx, OnnxValue *v, double *out, GError **error);
+/* Copies a float constant into the model parameter `param` (shapes must
+ * have the same number of elements; `transpose` swaps a 2-D [K, N] into
+ * [N, K]; `scale` multiplies every value). */
+gboolean nnic_onnx_const_to_param (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
+                                   OnnxValue *v, const char *param, gboolean transpose,
+                                   double scale, GError **error);
+/* One use of each constant input of `node` is over: initializer data whose
+ * last use this was is freed. */
+void nnic_onnx_inputs_done (NnicOnnxImport *ctx, const Onnx__NodeProto *node);
+
+/* ---- plan.c ---- */
+
+/* Which nodes emit nnic nodes, which Adds fold into MatMuls, how often each
+ * initializer is used. Needs the constant names (initializers and bound
+ * inputs) in ctx->values. */
+gboolean nnic_onnx_plan (NnicOnnxImport *ctx, GError **error);
+/* Ops folded when all their inputs are constant (Shape: always). */
+gboolean nnic_onnx_op_folds (const char *op_type);
+
+/* ---- names.c ---- */
+
+/* ctx->names[i] for every emitting node i (NULL for the others). */
+void nnic_onnx_assign_names (NnicOnnxImport *ctx);
+/* Exposed for tests of the rules: the PyTorch module path of a scoped node
+ * name ("/layer1/layer1.0/conv1/Conv" → "layer1.0.conv1", "/Flatten" → ""),
+ * and the op part ("Conv"); FALSE when the name is not scoped. */
+gboolean nnic_onnx_torch_scope (const char *node_name, char **module_path, char **op_part);
+
+/* ---- fold.c ---- */
+
+gboolean nnic_onnx_fold (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error);
+
+/* ---- ops ---- */
+
+typedef gboolean (*NnicOnnxConverter) (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
+                                       const char *name, GError **error);
+/* The converter of an op type, or NULL. */
+NnicOnnxConverter nnic_onnx_layer_converter (const char *op_type);
+NnicOnnxConverter nnic_onnx_misc_converter (const char *op_type);
+/* The ops the importer knows, for messages ("Add, AveragePool, ..."). */
+const char *nnic_onnx_supported_ops (void);
+
+/* Declares the output `k` of `node` as the nnic node `nnic_name`. */
+void nnic_onnx_set_output (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
+                           const char *nnic_name);
+/* Outputs past the first must be unused (BatchNormalization's training
+ * statistics, MaxPool's indices, Dropout's mask): UNSUPPORTED otherwise. */
+gboolean nnic_onnx_extra_outputs_unused (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
+                                         size_t first_extra, GError **error);
