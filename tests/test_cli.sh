@@ -94,4 +94,23 @@ if [ -d /usr/share/datasets/fashion-mnist ] || [ -n "${NNIC_DATA_DIR:-}" ]; then
 else
   echo "SKIP train/eval: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
 fi
+# An ONNX model without a data set: pruned without fine-tuning, the
+# accuracy left out (and said so); fine-tuning asks for data.
+onnx=${NNIC_SOURCE_DIR:-$(dirname "$0")/..}/tests/fixtures/onnx/nni_cnn_eval.onnx
+echo '[{"sparsity": 0.5, "op_types": ["Conv2d"]}]' > "$tmp/l1.json"
+check compress-onnx-no-data "$nnic" compress --model "$onnx" --config "$tmp/l1.json" --algorithm l1filter \
+  --finetune-epochs 0 --out "$tmp/onnx-pruned" --export-onnx "$tmp/onnx-pruned/pruned.onnx"
+grep -q "^accuracy: not measured (no data set)$" "$tmp/out" || { echo "FAIL no-data accuracy line"; cat "$tmp/out"; fails=$((fails+1)); }
+grep -q '"accuracy" : "not measured: no data set"' "$tmp/onnx-pruned/report.json" ||
+  { echo "FAIL no-data report"; cat "$tmp/onnx-pruned/report.json"; fails=$((fails+1)); }
+grep -q "^conv2 .* 50.00%$" "$tmp/out" || { echo "FAIL onnx model not pruned"; cat "$tmp/out"; fails=$((fails+1)); }
+check infer-exported "$nnic" infer --model "$tmp/onnx-pruned/pruned.onnx" \
+  --input "${NNIC_SOURCE_DIR:-$(dirname "$0")/..}/tests/fixtures/onnx/nni_cnn.in.npy" --out "$tmp/y.npy"
+refuse compress-onnx-finetune-no-data "fine-tuning needs a data set: give --data X.npy,Y.npy" \
+  "$nnic" compress --model "$onnx" --config "$tmp/l1.json" --algorithm l1filter --out "$tmp/x"
+refuse compress-builtin-no-checkpoint "--checkpoint is required for the built-in model nni_cnn" \
+  "$nnic" compress --config "$tmp/l1.json" --algorithm l1filter --out "$tmp/x"
+echo '[{"sparsity": 0.5, "op_types": ["Conv2d"], "statistics_batch_num": 1}]' > "$tmp/apoz.json"
+refuse compress-stats-no-data "apoz ranks filters by statistics of training batches and needs a data set" \
+  "$nnic" compress --model "$onnx" --config "$tmp/apoz.json" --algorithm apoz --finetune-epochs 0 --out "$tmp/x"
 [ "$fails" -eq 0 ]

@@ -286,7 +286,7 @@ START_TEST (test_naive_quantizer)
     ck_assert_float_eq_tol (y->f32[i], y_ref->f32[i], 1e-5);
   NnicWrapper *w = nnic_compressor_find_wrapper (c, "fc1");
   double scale = 0;
-  ck_assert (nnic_wrapper_get_attribute_double (w, "scale", &scale));
+  ck_assert (nnic_wrapper_get_attribute_double (w, "weight_scale", &scale));
   ck_assert (scale > 0);
 
   /* Training updates the real float weights (straight-through gradient). */

@@ -290,8 +290,8 @@ run (CompressArgs *a)
   g_autofree char *masks_path = g_build_filename (a->out, "masks.safetensors", NULL);
   if (!nnic_compressor_export (c, model_path, masks_path, &error) || !write_report (a, c, &acc, &error))
     return nnic_cli_fail ("compress", error);
-  /* The exported weights have the masks applied: so does the ONNX file. */
-  if (a->export_onnx && !nnic_model_save_onnx (model, a->export_onnx, NULL, &error))
+  /* Pruned weights with the masks applied; quantized tensors in QDQ form. */
+  if (a->export_onnx && !nnic_compressor_export_onnx (c, a->export_onnx, &error))
     return nnic_cli_fail ("compress", error);
 
   g_autoptr (JsonObject) report = nnic_compressor_report (c);

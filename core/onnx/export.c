@@ -20,6 +20,9 @@ typedef struct {
   GPtrArray *initializers; /* Onnx__TensorProto * */
   NnicModel *model;
   int opset;
+  const NnicOnnxSaveOptions *options;
+  const char **value;      /* per node: the ONNX value its consumers read */
+  const char *input0;      /* the node being written: its first input, when quantized */
 } Exporter;
 
 static gpointer
@@ -154,11 +157,114 @@ attr_ints (Exporter *x, Onnx__NodeProto *n, const char *name, const int64_t *v, 
   memcpy (a->ints, v, sizeof (int64_t) * count);
 }
 
-/* The value a node's k-th input reads: the producing node's name. */
+/* The value a node's k-th input reads: the producer's output (after its
+ * output's QDQ pair, if any), or this node's own input QDQ pair. */
 static const char *
-input_value (NnicModel *m, guint node, guint k)
+input_of (Exporter *x, guint node, guint k)
 {
-  return nnic_model_node_name (m, nnic_model_node_input (m, node, k));
+  if (k == 0 && x->input0)
+    return x->input0;
+  return x->value[nnic_model_node_input (x->model, node, k)];
+}
+
+/* ---- QDQ ---- */
+
+static const NnicOnnxQuantParam *
+find_quant (Exporter *x, const char *node, NnicQuantType type)
+{
+  const NnicOnnxSaveOptions *o = x->options;
+  for (guint i = 0; o && i < o->n_quant; i++)
+    if (o->quant[i].type == type && !g_strcmp0 (o->quant[i].node, node))
+      return &o->quant[i];
+  return NULL;
+}
+
+static gboolean
+check_quant (const NnicOnnxQuantParam *q, GError **error)
+{
+  const int lo = q->is_signed ? -(1 << (q->bits - 1)) : 0;
+  const int hi = q->is_signed ? (1 << (q->bits - 1)) - 1 : (1 << q->bits) - 1;
+  if (q->bits < 1 || q->bits > 8 || !(q->scale > 0) || !isfinite (q->scale) || q->zero_point < lo ||
+      q->zero_point > hi) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                 "%s: quantization parameters out of range (bits %d, scale %g, zero point %d)", q->node, q->bits,
+                 q->scale, q->zero_point);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* The scale and zero point initializers of one quantized tensor. */
+static void
+quant_constants (Exporter *x, Onnx__NodeProto *n, const char *prefix, const NnicOnnxQuantParam *q)
+{
+  g_autofree char *sn = g_strconcat (prefix, "_scale", NULL), *zn = g_strconcat (prefix, "_zero_point", NULL);
+  const float scale = (float) q->scale;
+  add_input (x, n, constant_f32 (x, keep_string (x, g_steal_pointer (&sn)), &scale, 1, TRUE));
+  uint8_t *zp = alloc (x, 1);
+  zp[0] = q->is_signed ? (uint8_t) (int8_t) q->zero_point : (uint8_t) q->zero_point;
+  const char *zname = keep_string (x, g_steal_pointer (&zn));
+  tensor_proto (x, zname, q->is_signed ? ONNX__TENSOR_PROTO__DATA_TYPE__INT8 : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 0,
+                (const int64_t[]) { 1 }, zp, 1);
+  add_input (x, n, zname);
+}
+
+/* value → QuantizeLinear → DequantizeLinear; returns the dequantized value. */
+static const char *
+qdq_pair (Exporter *x, const char *value, const char *prefix, const NnicOnnxQuantParam *q)
+{
+  g_autofree char *qn = g_strconcat (prefix, "_q", NULL), *dqn = g_strconcat (prefix, "_dq", NULL);
+  Onnx__NodeProto *quant = add_node (x, "QuantizeLinear", qn, qn);
+  add_input (x, quant, value);
+  quant_constants (x, quant, prefix, q);
+  Onnx__NodeProto *dequant = add_node (x, "DequantizeLinear", dqn, dqn);
+  add_input (x, dequant, qn);
+  add_input (x, dequant, quant->input[1]);
+  add_input (x, dequant, quant->input[2]);
+  return dequant->output[0];
+}
+
+/* A quantized weight: the integers as an initializer and a
+ * DequantizeLinear whose output carries the parameter's name. */
+static gboolean
+quantized_weight (Exporter *x, const char *param, const NnicOnnxQuantParam *q, GError **error)
+{
+  NnicParam *p = nnic_model_find_param (x->model, param, error);
+  if (!p)
+    return FALSE;
+  const NnicTensor *src = q->fake_quantized ? q->fake_quantized : p->value;
+  if (!nnic_tensor_same_shape (src, p->value)) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_SHAPE, "%s: the fake-quantized weight's shape differs", param);
+    return FALSE;
+  }
+  const int lo = q->is_signed ? -(1 << (q->bits - 1)) : 0;
+  const int hi = q->is_signed ? (1 << (q->bits - 1)) - 1 : (1 << q->bits) - 1;
+  uint8_t *ints = alloc (x, (gsize) MAX (src->numel, 1));
+  for (int64_t k = 0; k < src->numel; k++) {
+    /* A fake-quantized value is (q - zp) * scale up to rounding: round
+     * recovers q exactly; a float weight is quantized as QuantizeLinear
+     * would (half to even). */
+    double v = nearbyint ((double) src->f32[k] / q->scale) + q->zero_point;
+    int iv = (int) fmin (fmax (v, lo), hi);
+    ints[k] = q->is_signed ? (uint8_t) (int8_t) iv : (uint8_t) iv;
+  }
+  g_autofree char *qname = g_strconcat (param, "_quantized", NULL);
+  tensor_proto (x, keep_string (x, g_steal_pointer (&qname)),
+                q->is_signed ? ONNX__TENSOR_PROTO__DATA_TYPE__INT8 : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
+                src->ndim, src->shape, ints, (size_t) src->numel);
+  Onnx__NodeProto *dq = add_node (x, "DequantizeLinear", param, param);
+  add_input (x, dq, ((Onnx__TensorProto *) g_ptr_array_index (x->initializers, x->initializers->len - 1))->name);
+  quant_constants (x, dq, param, q);
+  return TRUE;
+}
+
+/* A layer's weight, under the parameter's name: a float initializer, or
+ * (quantized) integers and the DequantizeLinear that precedes the layer. */
+static gboolean
+prepare_weight (Exporter *x, const char *node, const char *param, GError **error)
+{
+  const NnicOnnxQuantParam *q = find_quant (x, node, NNIC_QUANT_WEIGHT);
+  return q ? quantized_weight (x, param, q, error) : param_initializer (x, param, error) != NULL;
 }
 
 static void
@@ -171,7 +277,7 @@ window_attrs (Exporter *x, Onnx__NodeProto *n, int kh, int kw, int sh, int sw, c
 }
 
 static gboolean
-export_node (Exporter *x, guint i, GError **error)
+export_layer (Exporter *x, guint i, GError **error)
 {
   NnicModel *m = x->model;
   const char *name = nnic_model_node_name (m, i), *type = nnic_model_node_type (m, i);
@@ -182,10 +288,10 @@ export_node (Exporter *x, guint i, GError **error)
   if (!strcmp (type, "Conv2d")) {
     NnicConv2dSpec s;
     nnic_model_node_conv2d_spec (m, i, &s);
-    n = add_node (x, "Conv", name, name);
-    add_input (x, n, input_value (m, i, 0));
-    if (!param_initializer (x, weight, error))
+    if (!prepare_weight (x, name, weight, error))
       return FALSE;
+    n = add_node (x, "Conv", name, name);
+    add_input (x, n, input_of (x, i, 0));
     add_input (x, n, weight);
     if (!s.no_bias) {
       if (!param_initializer (x, bias, error))
@@ -198,10 +304,10 @@ export_node (Exporter *x, guint i, GError **error)
   } else if (!strcmp (type, "Linear")) {
     NnicLinearSpec s;
     nnic_model_node_linear_spec (m, i, &s);
-    n = add_node (x, "Gemm", name, name);
-    add_input (x, n, input_value (m, i, 0));
-    if (!param_initializer (x, weight, error))
+    if (!prepare_weight (x, name, weight, error))
       return FALSE;
+    n = add_node (x, "Gemm", name, name);
+    add_input (x, n, input_of (x, i, 0));
     add_input (x, n, weight);
     if (!s.no_bias) {
       if (!param_initializer (x, bias, error))
@@ -213,7 +319,7 @@ export_node (Exporter *x, guint i, GError **error)
     NnicBatchNormSpec s;
     nnic_model_node_batchnorm_spec (m, i, &s);
     n = add_node (x, "BatchNormalization", name, name);
-    add_input (x, n, input_value (m, i, 0));
+    add_input (x, n, input_of (x, i, 0));
     if (s.no_affine) {
       /* ONNX always has scale and B: ones and zeros. */
       g_autofree float *ones = g_new (float, (gsize) s.num_features);
@@ -240,7 +346,7 @@ export_node (Exporter *x, guint i, GError **error)
     attr_float (x, n, "momentum", (float) (1.0 - s.momentum));
   } else if (!strcmp (type, "ReLU")) {
     n = add_node (x, "Relu", name, name);
-    add_input (x, n, input_value (m, i, 0));
+    add_input (x, n, input_of (x, i, 0));
   } else if (!strcmp (type, "ReLU6") || !strcmp (type, "Hardtanh")) {
     double lo = 0.0, hi = 6.0;
     if (!strcmp (type, "Hardtanh")) {
@@ -248,7 +354,7 @@ export_node (Exporter *x, guint i, GError **error)
       nnic_model_node_option (m, i, "max_val", &hi);
     }
     n = add_node (x, "Clip", name, name);
-    add_input (x, n, input_value (m, i, 0));
+    add_input (x, n, input_of (x, i, 0));
     g_autofree char *ln = g_strconcat (name, ".onnx_min", NULL), *hn = g_strconcat (name, ".onnx_max", NULL);
     const float lof = (float) lo, hif = (float) hi;
     add_input (x, n, constant_f32 (x, keep_string (x, g_steal_pointer (&ln)), &lof, 1, TRUE));
@@ -258,7 +364,7 @@ export_node (Exporter *x, guint i, GError **error)
     nnic_model_node_pool2d_spec (m, i, &s);
     const gboolean max = !strcmp (type, "MaxPool2d");
     n = add_node (x, max ? "MaxPool" : "AveragePool", name, name);
-    add_input (x, n, input_value (m, i, 0));
+    add_input (x, n, input_of (x, i, 0));
     window_attrs (x, n, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pads);
     attr_int (x, n, "ceil_mode", s.ceil_mode ? 1 : 0);
     if (!max)
@@ -271,12 +377,12 @@ export_node (Exporter *x, guint i, GError **error)
     nnic_model_node_shape (m, nnic_model_node_input (m, i, 0), in);
     if (oh == 1 && ow == 1) {
       n = add_node (x, "GlobalAveragePool", name, name);
-      add_input (x, n, input_value (m, i, 0));
+      add_input (x, n, input_of (x, i, 0));
     } else if (in[1] % (int64_t) oh == 0 && in[2] % (int64_t) ow == 0) {
       /* Windows that tile the input evenly: an ordinary average pool. */
       const int kh = (int) (in[1] / (int64_t) oh), kw = (int) (in[2] / (int64_t) ow);
       n = add_node (x, "AveragePool", name, name);
-      add_input (x, n, input_value (m, i, 0));
+      add_input (x, n, input_of (x, i, 0));
       window_attrs (x, n, kh, kw, kh, kw, (const int[4]) { 0, 0, 0, 0 });
     } else {
       g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
@@ -286,16 +392,16 @@ export_node (Exporter *x, guint i, GError **error)
     }
   } else if (!strcmp (type, "Flatten")) {
     n = add_node (x, "Flatten", name, name);
-    add_input (x, n, input_value (m, i, 0));
+    add_input (x, n, input_of (x, i, 0));
     attr_int (x, n, "axis", 1);
   } else if (!strcmp (type, "Dropout")) {
     /* Inference: the identity (ONNX Dropout with no training_mode input). */
     n = add_node (x, "Dropout", name, name);
-    add_input (x, n, input_value (m, i, 0));
+    add_input (x, n, input_of (x, i, 0));
   } else if (!strcmp (type, "Add")) {
     n = add_node (x, "Add", name, name);
-    add_input (x, n, input_value (m, i, 0));
-    add_input (x, n, input_value (m, i, 1));
+    add_input (x, n, input_of (x, i, 0));
+    add_input (x, n, input_of (x, i, 1));
   } else if (!strcmp (type, "Concat")) {
     n = add_node (x, "Concat", name, name);
     for (guint k = 0; k < nnic_model_node_n_inputs (m, i); k++) {
@@ -303,26 +409,51 @@ export_node (Exporter *x, guint i, GError **error)
         g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED, "%s (Concat): more than 8 inputs", name);
         return FALSE;
       }
-      add_input (x, n, input_value (m, i, k));
+      add_input (x, n, input_of (x, i, k));
     }
     attr_int (x, n, "axis", 1);
   } else if (!strcmp (type, "Softmax")) {
     double axis = -1;
     nnic_model_node_option (m, i, "axis", &axis);
     n = add_node (x, "Softmax", name, name);
-    add_input (x, n, input_value (m, i, 0));
+    add_input (x, n, input_of (x, i, 0));
     attr_int (x, n, "axis", (int64_t) axis);
   } else if (!strcmp (type, "Reshape")) {
     int64_t shape[NNIC_MAX_DIMS + 1];
     const int nd = nnic_model_node_shape (m, i, shape + 1);
     shape[0] = -1; /* the batch */
     n = add_node (x, "Reshape", name, name);
-    add_input (x, n, input_value (m, i, 0));
+    add_input (x, n, input_of (x, i, 0));
     g_autofree char *sn = g_strconcat (name, ".onnx_shape", NULL);
     add_input (x, n, constant_i64 (x, keep_string (x, g_steal_pointer (&sn)), shape, nd + 1));
   } else {
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED, "%s: no ONNX export for node type %s", name, type);
     return FALSE;
+  }
+  return TRUE;
+}
+
+/* A node, with the QDQ pairs of its quantized input and output. */
+static gboolean
+export_node (Exporter *x, guint i, GError **error)
+{
+  const char *name = nnic_model_node_name (x->model, i);
+  const NnicOnnxQuantParam *in = find_quant (x, name, NNIC_QUANT_INPUT);
+  const NnicOnnxQuantParam *out = find_quant (x, name, NNIC_QUANT_OUTPUT);
+  const NnicOnnxQuantParam *w = find_quant (x, name, NNIC_QUANT_WEIGHT);
+  if ((in && !check_quant (in, error)) || (out && !check_quant (out, error)) || (w && !check_quant (w, error)))
+    return FALSE;
+  x->input0 = NULL;
+  if (in) {
+    g_autofree char *prefix = g_strconcat (name, ".input", NULL);
+    x->input0 = qdq_pair (x, x->value[nnic_model_node_input (x->model, i, 0)], prefix, in);
+  }
+  if (!export_layer (x, i, error))
+    return FALSE;
+  x->value[i] = name;
+  if (out) {
+    g_autofree char *prefix = g_strconcat (name, ".output", NULL);
+    x->value[i] = qdq_pair (x, name, prefix, out);
   }
   return TRUE;
 }
@@ -372,7 +503,10 @@ nnic_model_save_onnx (NnicModel *m, const char *path, const NnicOnnxSaveOptions 
     .initializers = g_ptr_array_new (),
     .model = m,
     .opset = options && options->opset ? options->opset : DEFAULT_OPSET,
+    .options = options,
   };
+  x.value = alloc (&x, sizeof (char *) * nnic_model_n_nodes (m));
+  x.value[0] = nnic_model_node_name (m, 0);
   gboolean ok = FALSE;
   uint8_t *buffer = NULL;
   if (x.opset < 11 || x.opset > 17) {
@@ -396,7 +530,7 @@ nnic_model_save_onnx (NnicModel *m, const char *path, const NnicOnnxSaveOptions 
   int nd = nnic_model_node_shape (m, 0, shape);
   Onnx__ValueInfoProto *in = value_info (&x, nnic_model_node_name (m, 0), shape, nd);
   nd = nnic_model_node_shape (m, output, shape);
-  Onnx__ValueInfoProto *out = value_info (&x, nnic_model_node_name (m, output), shape, nd);
+  Onnx__ValueInfoProto *out = value_info (&x, x.value[output], shape, nd);
   graph.n_input = 1;
   graph.input = &in;
   graph.n_output = 1;

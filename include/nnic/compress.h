@@ -146,6 +146,12 @@ void nnic_compressor_state_free (NnicCompressorState *state);
  * with an optimizer the compressor does not hook). */
 void nnic_compressor_apply_masks (NnicCompressor *c);
 
+/* The compressed model as ONNX (nnic_model_save_onnx): pruned weights as
+ * they are; for a quantizer, QDQ form for every wrapper tensor whose
+ * quantizer publishes the attributes "<t>_scale", "<t>_zero_point" and
+ * "<t>_bits" (t = weight, input, output; "<t>_signed" 1 for int8). */
+gboolean nnic_compressor_export_onnx (NnicCompressor *c, const char *path, GError **error);
+
 /* The report: {"algorithm", "masker" (for pruners driving one), "layers":
  * [{"name", "type", "weights", "zeros", "sparsity", plus the wrapper's
  * number attributes, e.g. "scale"}], "weights_kept", "weights_total"}.

@@ -23,6 +23,7 @@
 
 #include <glib.h>
 #include <nnic/model.h>
+#include <nnic/compress.h>
 
 G_BEGIN_DECLS
 
@@ -44,9 +45,31 @@ NnicModel *nnic_model_load_onnx (const char *path, const NnicOnnxLoadOptions *op
 NnicModel *nnic_model_load_onnx_from_data (const guint8 *data, gsize size, const char *source,
                                            const NnicOnnxLoadOptions *options, GError **error);
 
+/* How one tensor of a layer was quantized, for export in QDQ form:
+ * q = clamp(round(x / scale) + zero_point) in [0, 2^bits - 1] (uint8) or
+ * [-2^(bits-1), 2^(bits-1) - 1] (int8, is_signed), x ≈ (q - zero_point) *
+ * scale. Weights are written as the integers q (int8 or uint8) with a
+ * DequantizeLinear; inputs and outputs get a QuantizeLinear/DequantizeLinear
+ * pair. ONNX's QuantizeLinear saturates to the whole 8-bit range, so
+ * activations quantized to fewer bits are only as exact as that. */
+typedef struct {
+  const char *node;
+  NnicQuantType type;                   /* NNIC_QUANT_WEIGHT, _INPUT or _OUTPUT */
+  double scale;
+  int zero_point;
+  int bits;                             /* 1 to 8 */
+  gboolean is_signed;
+  /* Weights: the fake-quantized weight the quantizer computed (the
+   * integers are recovered from it exactly); NULL → quantize the model's
+   * weight with the formula above. */
+  const NnicTensor *fake_quantized;
+} NnicOnnxQuantParam;
+
 typedef struct {
   int opset;               /* 0 → 13 */
   const char *producer;    /* NULL → "nnic" */
+  guint n_quant;           /* QDQ form for these tensors (nnic_compressor_export_onnx fills them) */
+  const NnicOnnxQuantParam *quant;
 } NnicOnnxSaveOptions;
 
 /* Writes the model with its current weights (masks already applied to
