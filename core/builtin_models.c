@@ -25,17 +25,42 @@ conv (Builder *b, const char *name, const char *input, int in, int out, int k, i
 }
 
 static void
+linear_bias (Builder *b, const char *name, int in, int out, gboolean bias)
+{
+  NnicLinearSpec s = { .in_features = in, .out_features = out, .no_bias = !bias };
+  STEP (b, nnic_model_add_linear (b->m, name, NULL, &s, b->error));
+}
+
+static void
 linear (Builder *b, const char *name, int in, int out)
 {
-  NnicLinearSpec s = { .in_features = in, .out_features = out };
-  STEP (b, nnic_model_add_linear (b->m, name, NULL, &s, b->error));
+  linear_bias (b, name, in, out, TRUE);
+}
+
+static void
+bn_eps (Builder *b, const char *name, int c, double eps)
+{
+  NnicBatchNormSpec s = { .num_features = c, .eps = eps };
+  STEP (b, nnic_model_add_batchnorm2d (b->m, name, NULL, &s, b->error));
 }
 
 static void
 bn (Builder *b, const char *name, int c)
 {
-  NnicBatchNormSpec s = { .num_features = c };
-  STEP (b, nnic_model_add_batchnorm2d (b->m, name, NULL, &s, b->error));
+  bn_eps (b, name, c, 0.0);
+}
+
+static void
+bn1d (Builder *b, const char *name, int c, gboolean affine)
+{
+  NnicBatchNormSpec s = { .num_features = c, .no_affine = !affine };
+  STEP (b, nnic_model_add_batchnorm1d (b->m, name, NULL, &s, b->error));
+}
+
+static void
+hardtanh (Builder *b, const char *name)
+{
+  STEP (b, nnic_model_add_hardtanh (b->m, name, NULL, -1.0, 1.0, b->error));
 }
 
 static void
@@ -205,6 +230,31 @@ build_resnet8 (Builder *b, int c, int classes)
   linear (b, "fc", 64, classes);
 }
 
+/* The network of NNI's BNN example (BNNQuantizer; after its CIFAR-10
+ * VGG, sized for 28×28): bias-free convolutions, BatchNorm (eps 1e-4) and
+ * Hardtanh in an nn.Sequential `features`; the view(-1, 1600) of its
+ * forward as `flatten`; an nn.Sequential `classifier` ending in a
+ * BatchNorm1d without affine. Its LogSoftmax + NLL loss is nnic's
+ * cross-entropy on these logits, so the model ends at classifier.4. */
+static void
+build_bnn_mnist (Builder *b, int c, int classes)
+{
+  conv (b, "features.0", NULL, c, 32, 5, 1, 0, FALSE);
+  bn_eps (b, "features.1", 32, 1e-4);
+  hardtanh (b, "features.2");
+  conv (b, "features.3", NULL, 32, 64, 5, 1, 0, FALSE);
+  maxpool (b, "features.4", 2);
+  bn_eps (b, "features.5", 64, 1e-4);
+  hardtanh (b, "features.6");
+  maxpool (b, "features.7", 2);
+  flatten (b, "flatten");
+  linear_bias (b, "classifier.0", last_features (b), 512, FALSE);
+  bn1d (b, "classifier.1", 512, TRUE);
+  hardtanh (b, "classifier.2");
+  linear (b, "classifier.3", 512, classes);
+  bn1d (b, "classifier.4", classes, FALSE);
+}
+
 typedef struct {
   const char *name;
   void (*build) (Builder *b, int channels, int classes);
@@ -218,10 +268,13 @@ static const BuiltinModel builtins[] = {
   { "nni_cnn_bn", build_nni_cnn_bn, "NNI's pruning example (NaiveModel): nni_cnn with BatchNorm2d after each conv, ReLU" },
   { "vgg_small", build_vgg_small, "CIFAR-style VGG: 3 stages of 2 conv3x3+BN+ReLU, global pool, 2 linear" },
   { "resnet8", build_resnet8, "CIFAR-style ResNet-8: stem + 3 BasicBlocks with residual Adds" },
+  { "bnn_mnist", build_bnn_mnist,
+    "NNI's BNN example net for 28x28: 2 bias-free convs + BN + Hardtanh, Linear 1600->512 + BatchNorm1d, "
+    "Linear 512->10 + BatchNorm1d (no affine)" },
 };
 
 static const char *const builtin_names[] = { "lenet5", "nni_cnn", "nni_cnn_bn", "vgg_small", "resnet8",
-                                             NULL };
+                                             "bnn_mnist", NULL };
 
 const char *const *
 nnic_builtin_model_names (void)

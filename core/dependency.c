@@ -11,8 +11,9 @@ static gboolean
 keeps_channels (const NnicNode *n)
 {
   static const NnicOp *const ops[] = {
-    &nnic_op_batchnorm2d, &nnic_op_relu, &nnic_op_relu6, &nnic_op_maxpool2d, &nnic_op_avgpool2d,
-    &nnic_op_adaptive_avgpool2d, &nnic_op_dropout, &nnic_op_hardtanh,
+    &nnic_op_batchnorm2d, &nnic_op_batchnorm1d, &nnic_op_relu, &nnic_op_relu6,
+    &nnic_op_maxpool2d, &nnic_op_avgpool2d, &nnic_op_adaptive_avgpool2d, &nnic_op_dropout,
+    &nnic_op_hardtanh,
   };
   for (guint i = 0; i < G_N_ELEMENTS (ops); i++)
     if (n->op == ops[i])

@@ -101,6 +101,7 @@ extern const NnicOp nnic_op_input;
 extern const NnicOp nnic_op_conv2d;
 extern const NnicOp nnic_op_linear;
 extern const NnicOp nnic_op_batchnorm2d;
+extern const NnicOp nnic_op_batchnorm1d;
 extern const NnicOp nnic_op_relu;
 extern const NnicOp nnic_op_relu6;
 extern const NnicOp nnic_op_maxpool2d;

@@ -49,7 +49,7 @@ nnic_model_init_params (NnicModel *m, guint64 seed)
       continue;
     if (n->op == &nnic_op_conv2d || n->op == &nnic_op_linear)
       init_weighted (n, &rng);
-    else if (n->op == &nnic_op_batchnorm2d)
+    else if (n->op == &nnic_op_batchnorm2d || n->op == &nnic_op_batchnorm1d)
       init_batchnorm (n);
   }
 }

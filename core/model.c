@@ -261,6 +261,13 @@ nnic_model_add_batchnorm2d (NnicModel *m, const char *name, const char *input,
 }
 
 gboolean
+nnic_model_add_batchnorm1d (NnicModel *m, const char *name, const char *input,
+                            const NnicBatchNormSpec *spec, GError **error)
+{
+  return add_unary (m, name, input, &nnic_op_batchnorm1d, spec, sizeof *spec, error);
+}
+
+gboolean
 nnic_model_add_relu (NnicModel *m, const char *name, const char *input, GError **error)
 {
   return add_unary (m, name, input, &nnic_op_relu, NULL, 0, error);
@@ -394,10 +401,10 @@ nnic_model_output_node (const NnicModel *m)
 /* ---- nodes ---- */
 
 static const NnicOp *const all_ops[] = {
-  &nnic_op_conv2d, &nnic_op_linear, &nnic_op_batchnorm2d, &nnic_op_relu, &nnic_op_relu6,
-  &nnic_op_maxpool2d, &nnic_op_avgpool2d, &nnic_op_adaptive_avgpool2d, &nnic_op_flatten,
-  &nnic_op_dropout, &nnic_op_add, &nnic_op_concat, &nnic_op_softmax, &nnic_op_reshape,
-  &nnic_op_hardtanh,
+  &nnic_op_conv2d, &nnic_op_linear, &nnic_op_batchnorm2d, &nnic_op_batchnorm1d, &nnic_op_relu,
+  &nnic_op_relu6, &nnic_op_maxpool2d, &nnic_op_avgpool2d, &nnic_op_adaptive_avgpool2d,
+  &nnic_op_flatten, &nnic_op_dropout, &nnic_op_add, &nnic_op_concat, &nnic_op_softmax,
+  &nnic_op_reshape, &nnic_op_hardtanh,
 };
 
 const char *const *
@@ -476,9 +483,12 @@ nnic_model_node_linear_spec (const NnicModel *m, guint i, NnicLinearSpec *spec)
 gboolean
 nnic_model_node_batchnorm_spec (const NnicModel *m, guint i, NnicBatchNormSpec *spec)
 {
-  if (i >= m->nodes->len || node_at (m, i)->op != &nnic_op_batchnorm2d)
+  if (i >= m->nodes->len)
     return FALSE;
-  *spec = node_at (m, i)->spec.bn;
+  const NnicNode *n = node_at (m, i);
+  if (n->op != &nnic_op_batchnorm2d && n->op != &nnic_op_batchnorm1d)
+    return FALSE;
+  *spec = n->spec.bn;
   return TRUE;
 }
 

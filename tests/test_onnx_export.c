@@ -151,6 +151,34 @@ START_TEST (test_export_errors)
 }
 END_TEST
 
+
+/* naive on a layer whose weights are all zero (a pruned-away layer):
+ * scale 0, exported as scale 1 and zero integers. */
+START_TEST (test_qdq_all_zero_weight)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = nnic_model_new_builtin ("nni_cnn", 1, 28, 28, 10, &err);
+  nnic_model_init_params (m, 2);
+  NnicTensor *w = nnic_model_find_param (m, "fc2.weight", &err)->value;
+  memset (w->data, 0, nnic_tensor_nbytes (w));
+  g_autoptr (NnicConfigList) cl = nnic_config_list_new_from_json (
+      "[{\"quant_types\": [\"weight\"], \"quant_bits\": 8, \"op_types\": [\"Conv2d\", \"Linear\"]}]", "test", &err);
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "naive", cl, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  g_autoptr (NnicTensor) x = random_batch (m, 2, 3);
+  ck_assert (nnic_model_forward (m, x, &err) != NULL);
+  g_autofree char *dir = nnic_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "q.onnx", NULL);
+  ck_assert_msg (nnic_compressor_export_onnx (c, path, &err), "%s", err ? err->message : "");
+  g_autoptr (NnicModel) back = nnic_model_load_onnx (path, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  const NnicTensor *b = nnic_model_find_param (back, "fc2.weight", &err)->value;
+  for (int64_t k = 0; k < b->numel; k++)
+    ck_assert_float_eq (b->f32[k], 0.0f);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -159,6 +187,7 @@ main (void)
   tcase_add_test (tc, test_builtin_round_trips);
   tcase_add_test (tc, test_pruned_weights_stay_pruned);
   tcase_add_test (tc, test_export_errors);
+  tcase_add_test (tc, test_qdq_all_zero_weight);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }

@@ -3,10 +3,13 @@
  * torch's outputs; every damaged or unsupported file is a clear error.
  *
  * The fixtures in fixtures/onnx/ come from fixtures/onnx/make_onnx_fixtures.py
- * (torch 1.13, onnx 1.12); its docstring says what each file holds. Outputs
- * are compared with torch's within 1e-4 (absolute, plus 1e-4 relative).
+ * (torch 1.13, onnx 1.12) and, for QDQ weights, make_qdq_fixtures.py; their
+ * docstrings say what each file holds. Outputs are compared with torch's
+ * within 1e-4 (absolute, plus 1e-4 relative); dequantized weights bit for
+ * bit.
  */
 #include "testutil.h"
+#include "core/compress/wrapper.h" /* the wrapper's fake-quantized weight */
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -396,7 +399,7 @@ START_TEST (test_unsupported_op)
       "%s: node 'lstm' (LSTM, opset 13): operator LSTM is not supported (nnic imports "
       "AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Dropout, Flatten, Gemm, "
       "GlobalAveragePool, Identity, MatMul, MaxPool, Relu, Reshape, Softmax, and Shape, Gather, "
-      "Unsqueeze, Squeeze, Cast on constants)",
+      "Unsqueeze, Squeeze, Cast, QuantizeLinear, DequantizeLinear on constants)",
       path);
   ck_assert_int_eq (err->code, NNIC_ERROR_UNSUPPORTED);
   ck_assert_str_eq (err->message, want);
@@ -485,6 +488,233 @@ START_TEST (test_damaged_files)
     g_clear_error (&err);
     data[i] = saved;
   }
+}
+END_TEST
+
+/* ---- QDQ weights ---- */
+
+/* Bit for bit; with `zero_sign_free`, -0 and +0 count as one (naive's
+ * truncf gives -0 for small negative weights, whose integer 0 ONNX
+ * dequantizes to +0). */
+static void
+assert_bits_equal (const NnicTensor *got, const NnicTensor *want, gboolean zero_sign_free,
+                   const char *what)
+{
+  ck_assert_msg (got->dtype == NNIC_DTYPE_F32 && want->dtype == NNIC_DTYPE_F32, "%s: not float32", what);
+  ck_assert_msg (nnic_tensor_same_shape (got, want), "%s: shapes differ", what);
+  for (int64_t i = 0; i < want->numel; i++) {
+    gboolean same = memcmp (&got->f32[i], &want->f32[i], sizeof (float)) == 0 ||
+                    (zero_sign_free && got->f32[i] == 0.0f && want->f32[i] == 0.0f);
+    ck_assert_msg (same, "%s: value %" G_GINT64_FORMAT " is %.9g, want %.9g", what, i,
+                   (double) got->f32[i], (double) want->f32[i]);
+  }
+}
+
+/* conv1 (2→4, 3x3, pad 1), relu1, conv2 (4→3, 3x3, stride 2, no bias),
+ * relu2, flatten, fc1 (27→10), relu3, fc2 (10→5), on 2x8x8 inputs. */
+static NnicModel *
+small_cnn (void)
+{
+  GError *err = NULL;
+  NnicModel *m = nnic_model_new (2, 8, 8);
+  ck_assert (nnic_model_add_conv2d (m, "conv1", "input",
+                                    &(NnicConv2dSpec) { .in_channels = 2, .out_channels = 4,
+                                                        .kernel_size = 3, .padding = 1 }, &err));
+  ck_assert (nnic_model_add_relu (m, "relu1", "conv1", &err));
+  ck_assert (nnic_model_add_conv2d (m, "conv2", "relu1",
+                                    &(NnicConv2dSpec) { .in_channels = 4, .out_channels = 3,
+                                                        .kernel_size = 3, .stride = 2, .no_bias = TRUE },
+                                    &err));
+  ck_assert (nnic_model_add_relu (m, "relu2", "conv2", &err));
+  ck_assert (nnic_model_add_flatten (m, "flatten", "relu2", &err));
+  ck_assert (nnic_model_add_linear (m, "fc1", "flatten",
+                                    &(NnicLinearSpec) { .in_features = 27, .out_features = 10 }, &err));
+  ck_assert (nnic_model_add_relu (m, "relu3", "fc1", &err));
+  ck_assert (nnic_model_add_linear (m, "fc2", "relu3",
+                                    &(NnicLinearSpec) { .in_features = 10, .out_features = 5 }, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  nnic_model_init_params (m, 11);
+  return m;
+}
+
+static NnicTensor *
+small_cnn_input (void)
+{
+  GError *err = NULL;
+  NnicTensor *x = nnic_tensor_new_f32 (&err, 4, (int64_t) 3, (int64_t) 2, (int64_t) 8, (int64_t) 8);
+  NNIC_ASSERT_NO_ERROR (err);
+  for (int64_t i = 0; i < x->numel; i++)
+    x->f32[i] = (float) sin ((double) i * 0.61) * 1.7f;
+  return x;
+}
+
+/* nnic's own QDQ export of the naive quantizer's model, imported back: the
+ * layers keep their names, the weights are the wrapper's fake-quantized
+ * ones bit for bit, and the output is the wrapped model's. */
+START_TEST (test_qdq_naive_roundtrip)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = small_cnn ();
+  g_autoptr (NnicConfigList) cl = nnic_config_list_new_from_json (
+      "[{\"quant_types\": [\"weight\"], \"quant_bits\": 8, \"op_types\": [\"Conv2d\", \"Linear\"]}]",
+      "test", &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "naive", cl, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_uint_eq (nnic_compressor_n_wrappers (c), 4);
+
+  g_autoptr (NnicTensor) x = small_cnn_input ();
+  nnic_model_set_training (m, FALSE);
+  const NnicTensor *y = nnic_model_forward (m, x, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  g_autoptr (NnicTensor) want = nnic_tensor_copy (y, &err);
+
+  g_autofree char *dir = nnic_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "naive_qdq.onnx", NULL);
+  ck_assert_msg (nnic_compressor_export_onnx (c, path, &err), "%s", err ? err->message : "");
+
+  g_autoptr (NnicModel) back = nnic_model_load_onnx (path, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  static const char *const names[] = { "input", "conv1", "relu1", "conv2", "relu2", "flatten", "fc1",
+                                       "relu3", "fc2", NULL };
+  static const char *const types[] = { "Input", "Conv2d", "ReLU", "Conv2d", "ReLU", "Flatten", "Linear",
+                                       "ReLU", "Linear", NULL };
+  assert_names (back, names, types);
+  assert_same_graph (back, m);
+
+  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++) {
+    NnicWrapper *w = nnic_compressor_wrapper (c, i);
+    g_autofree char *wn = g_strconcat (nnic_wrapper_name (w), ".weight", NULL);
+    NnicParam *p = nnic_model_find_param (back, wn, &err);
+    NNIC_ASSERT_NO_ERROR (err);
+    ck_assert (w->qweight != NULL);
+    assert_bits_equal (p->value, w->qweight, TRUE, wn);
+    /* the float weight was quantized: the file held its integers, not it */
+    int64_t moved = 0;
+    for (int64_t k = 0; k < p->value->numel; k++)
+      moved += p->value->f32[k] != nnic_wrapper_weight (w)->f32[k];
+    ck_assert_msg (moved > 0, "%s: the imported weight is the float one", wn);
+    /* biases stay float */
+    if (nnic_wrapper_bias (w)) {
+      g_autofree char *bn = g_strconcat (nnic_wrapper_name (w), ".bias", NULL);
+      NnicParam *b = nnic_model_find_param (back, bn, &err);
+      NNIC_ASSERT_NO_ERROR (err);
+      assert_bits_equal (b->value, nnic_wrapper_bias (w), FALSE, bn);
+    }
+  }
+
+  nnic_model_set_training (back, FALSE);
+  const NnicTensor *got = nnic_model_forward (back, x, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  assert_bits_equal (got, want, TRUE, "the imported model's output");
+
+  g_unlink (path);
+  g_rmdir (dir);
+}
+END_TEST
+
+/* Per-axis and per-tensor scales, zero points, int8/uint8/int32 integers in
+ * raw_data and int32_data, QuantizeLinear of a float weight, MatMul + Add,
+ * and names from the DequantizeLinear outputs (`features.0.weight` names
+ * Conv_0 `features.0`). */
+START_TEST (test_qdq_weights)
+{
+  g_autoptr (NnicModel) m = load ("qdq_weights.onnx");
+  static const char *const names[] = { "input", "features.0", "Relu_1", "features.2", "flatten",
+                                       "classifier", "MatMul_5", NULL };
+  static const char *const types[] = { "Input", "Conv2d", "ReLU", "Conv2d", "Flatten", "Linear",
+                                       "Linear", NULL };
+  assert_names (m, names, types);
+  static const char *const params[] = { "features.0.weight", "features.0.bias", "features.2.weight",
+                                        "classifier.weight", "MatMul_5.weight" };
+  for (guint i = 0; i < G_N_ELEMENTS (params); i++) {
+    g_autofree char *file = g_strdup_printf ("qdq_weights.%s.npy", params[i]);
+    g_autoptr (NnicTensor) want = load_npy (file);
+    GError *err = NULL;
+    NnicParam *p = nnic_model_find_param (m, params[i], &err);
+    NNIC_ASSERT_NO_ERROR (err);
+    assert_bits_equal (p->value, want, FALSE, params[i]);
+  }
+  check_output (m, "qdq_weights.in.npy", "qdq_weights.out.npy", FALSE);
+
+  /* the same from a buffer (no external data) */
+  g_autofree char *path = fixture ("qdq_weights.onnx");
+  g_autofree char *data = NULL;
+  gsize len;
+  ck_assert (g_file_get_contents (path, &data, &len, NULL));
+  GError *err = NULL;
+  g_autoptr (NnicModel) b = nnic_model_load_onnx_from_data ((const guint8 *) data, len, "buffer.onnx",
+                                                            NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  check_output (b, "qdq_weights.in.npy", "qdq_weights.out.npy", FALSE);
+  /* flipped bytes (dims, dtypes, data, attributes): errors or a model, never a crash */
+  for (gsize i = 0; i < len; i += 5) {
+    char saved = data[i];
+    data[i] = (char) (data[i] ^ 0x21);
+    NnicModel *f = nnic_model_load_onnx_from_data ((const guint8 *) data, len, "flipped.onnx", NULL, &err);
+    ck_assert (f != NULL || err != NULL);
+    nnic_model_free (f);
+    g_clear_error (&err);
+    data[i] = saved;
+  }
+}
+END_TEST
+
+START_TEST (test_qdq_external)
+{
+  /* int8 weight, float scale and int8 zero point all in qdq_external.bin */
+  g_autoptr (NnicModel) m = load ("qdq_external.onnx");
+  check_output (m, "qdq_external.in.npy", "qdq_external.out.npy", FALSE);
+}
+END_TEST
+
+/* nnic's exporter with a QDQ pair on `node`'s input or output: the import
+ * names that QuantizeLinear. */
+static void
+assert_activation_qdq_refused (NnicQuantType type, const char *node, const char *want_node)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = small_cnn ();
+  NnicOnnxQuantParam q = { .node = node, .type = type, .scale = 0.05, .zero_point = 0, .bits = 8,
+                           .is_signed = TRUE };
+  g_autofree char *dir = nnic_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "act_qdq.onnx", NULL);
+  ck_assert (nnic_model_save_onnx (m, path, &(NnicOnnxSaveOptions) { .n_quant = 1, .quant = &q }, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  NnicModel *back = nnic_model_load_onnx (path, NULL, &err);
+  ck_assert (back == NULL);
+  g_autofree char *want = g_strdup_printf ("%s: node '%s' (QuantizeLinear, opset 13): QuantizeLinear "
+                                           "of the activation '%s': nnic imports QDQ weights",
+                                           path, want_node, type == NNIC_QUANT_INPUT ? "relu1" : node);
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_UNSUPPORTED, want);
+  ck_assert (strstr (err->message, "not quantized activations") != NULL);
+  g_clear_error (&err);
+  g_unlink (path);
+  g_rmdir (dir);
+}
+
+START_TEST (test_qdq_activations_refused)
+{
+  g_autofree char *path = fixture ("err_qdq_activation.onnx");
+  GError *err = NULL;
+  NnicModel *m = nnic_model_load_onnx (path, NULL, &err);
+  ck_assert (m == NULL);
+  g_autofree char *want = g_strdup_printf (
+      "%s: node 'x_q' (QuantizeLinear, opset 13): QuantizeLinear of the activation 'x': nnic imports "
+      "QDQ weights (DequantizeLinear of constant integers), not quantized activations",
+      path);
+  ck_assert_int_eq (err->code, NNIC_ERROR_UNSUPPORTED);
+  ck_assert_str_eq (err->message, want);
+  g_clear_error (&err);
+  /* nnic's own exports of quantized inputs and outputs */
+  assert_activation_qdq_refused (NNIC_QUANT_INPUT, "conv2", "conv2.input_q");
+  assert_activation_qdq_refused (NNIC_QUANT_OUTPUT, "fc1", "fc1.output_q");
+  /* a per-axis scale before opset 13 */
+  assert_load_fails ("err_qdq_opset11.onnx", NNIC_ERROR_FORMAT,
+                     "node 'conv.weight_dq' (DequantizeLinear, opset 11): the scale 'conv.weight_scale' "
+                     "is [2], but before opset 13 scales are scalars");
 }
 END_TEST
 
@@ -638,6 +868,12 @@ onnx_import_suite (void)
   tcase_add_test (tc, test_bad_tensors);
   tcase_add_test (tc, test_bad_graphs);
   tcase_add_test (tc, test_damaged_files);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("qdq");
+  tcase_add_test (tc, test_qdq_naive_roundtrip);
+  tcase_add_test (tc, test_qdq_weights);
+  tcase_add_test (tc, test_qdq_external);
+  tcase_add_test (tc, test_qdq_activations_refused);
   suite_add_tcase (s, tc);
   tc = tcase_create ("cli");
   tcase_add_test (tc, test_cli);

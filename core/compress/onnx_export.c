@@ -5,6 +5,8 @@
 
 #include <nnic/onnx.h>
 
+#include <math.h>
+
 static const struct {
   NnicQuantType type;
   const char *prefix;
@@ -29,6 +31,9 @@ quant_param (NnicWrapper *w, guint kind, NnicOnnxQuantParam *p)
   nnic_wrapper_get_attribute_double (w, zero, &z);
   nnic_wrapper_get_attribute_double (w, bits, &b);
   nnic_wrapper_get_attribute_double (w, sign, &is_signed);
+  /* Out-of-range values are refused by the exporter; keep the casts defined. */
+  if (!isfinite (z) || !isfinite (b) || fabs (z) > 1e6 || fabs (b) > 64 || z != floor (z) || b != floor (b))
+    z = b = -1;
   *p = (NnicOnnxQuantParam) {
     .node = nnic_wrapper_name (w),
     .type = quant_kinds[kind].type,

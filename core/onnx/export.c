@@ -182,10 +182,16 @@ find_quant (Exporter *x, const char *node, NnicQuantType type)
 static gboolean
 check_quant (const NnicOnnxQuantParam *q, GError **error)
 {
-  const int lo = q->is_signed ? -(1 << (q->bits - 1)) : 0;
-  const int hi = q->is_signed ? (1 << (q->bits - 1)) - 1 : (1 << q->bits) - 1;
-  if (q->bits < 1 || q->bits > 8 || !(q->scale > 0) || !isfinite (q->scale) || q->zero_point < lo ||
-      q->zero_point > hi) {
+  /* An all-zero weight has scale 0 (nothing to scale): exported as scale 1
+   * and zero integers. */
+  const gboolean zero_weight = q->type == NNIC_QUANT_WEIGHT && q->scale == 0.0;
+  gboolean ok = q->bits >= 1 && q->bits <= 8 && (zero_weight || (q->scale > 0 && isfinite (q->scale)));
+  if (ok) {
+    const int lo = q->is_signed ? -(1 << (q->bits - 1)) : 0;
+    const int hi = q->is_signed ? (1 << (q->bits - 1)) - 1 : (1 << q->bits) - 1;
+    ok = q->zero_point >= lo && q->zero_point <= hi;
+  }
+  if (!ok) {
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
                  "%s: quantization parameters out of range (bits %d, scale %g, zero point %d)", q->node, q->bits,
                  q->scale, q->zero_point);
@@ -199,7 +205,7 @@ static void
 quant_constants (Exporter *x, Onnx__NodeProto *n, const char *prefix, const NnicOnnxQuantParam *q)
 {
   g_autofree char *sn = g_strconcat (prefix, "_scale", NULL), *zn = g_strconcat (prefix, "_zero_point", NULL);
-  const float scale = (float) q->scale;
+  const float scale = q->scale > 0 ? (float) q->scale : 1.0f;
   add_input (x, n, constant_f32 (x, keep_string (x, g_steal_pointer (&sn)), &scale, 1, TRUE));
   uint8_t *zp = alloc (x, 1);
   zp[0] = q->is_signed ? (uint8_t) (int8_t) q->zero_point : (uint8_t) q->zero_point;
@@ -244,7 +250,7 @@ quantized_weight (Exporter *x, const char *param, const NnicOnnxQuantParam *q, G
     /* A fake-quantized value is (q - zp) * scale up to rounding: round
      * recovers q exactly; a float weight is quantized as QuantizeLinear
      * would (half to even). */
-    double v = nearbyint ((double) src->f32[k] / q->scale) + q->zero_point;
+    double v = q->scale > 0 ? nearbyint ((double) src->f32[k] / q->scale) + q->zero_point : q->zero_point;
     int iv = (int) fmin (fmax (v, lo), hi);
     ints[k] = q->is_signed ? (uint8_t) (int8_t) iv : (uint8_t) iv;
   }
@@ -315,7 +321,9 @@ export_layer (Exporter *x, guint i, GError **error)
       add_input (x, n, bias);
     }
     attr_int (x, n, "transB", 1);
-  } else if (!strcmp (type, "BatchNorm2d")) {
+  } else if (!strcmp (type, "BatchNorm2d") || !strcmp (type, "BatchNorm1d")) {
+    /* BatchNormalization normalises over every axis but the second: on
+     * BatchNorm1d's [N, C] input, that is the batch. */
     NnicBatchNormSpec s;
     nnic_model_node_batchnorm_spec (m, i, &s);
     n = add_node (x, "BatchNormalization", name, name);

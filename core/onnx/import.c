@@ -56,7 +56,7 @@ nnic_onnx_supported_ops (void)
 {
   return "AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Dropout, Flatten, Gemm, "
          "GlobalAveragePool, Identity, MatMul, MaxPool, Relu, Reshape, Softmax, and Shape, "
-         "Gather, Unsqueeze, Squeeze, Cast on constants";
+         "Gather, Unsqueeze, Squeeze, Cast, QuantizeLinear, DequantizeLinear on constants";
 }
 
 /* ---- outputs ---- */
@@ -173,17 +173,16 @@ bind_constants (NnicOnnxImport *ctx, const NnicOnnxLoadOptions *options, GError 
                    ctx->source, name);
       return FALSE;
     }
-    if (t->dtype == NNIC_DTYPE_F32 || t->dtype == NNIC_DTYPE_I64) {
+    if (t->dtype != NNIC_DTYPE_I32) {
       nnic_onnx_value_add_tensor (ctx, name, t, FALSE);
       continue;
     }
-    /* other integers (a bool training_mode as uint8): as int64 */
+    /* int32 (shapes, indices): as int64 */
     NnicTensor *c = nnic_tensor_new (NNIC_DTYPE_I64, t->ndim, t->shape, error);
     if (!c)
       return FALSE;
     for (int64_t k = 0; k < t->numel; k++)
-      c->i64[k] = t->dtype == NNIC_DTYPE_U8 ? t->u8[k] : t->dtype == NNIC_DTYPE_I8 ? t->i8[k]
-                                                                                  : t->i32[k];
+      c->i64[k] = t->i32[k];
     nnic_onnx_value_add_tensor (ctx, name, c, TRUE);
   }
   return TRUE;
@@ -442,8 +441,12 @@ import (const char *source, const char *base_dir, NnicOnnxProto *proto,
     GHashTableIter it;
     gpointer key, val;
     g_hash_table_iter_init (&it, ctx.use_counts);
-    while (g_hash_table_iter_next (&it, &key, &val))
-      nnic_onnx_value_lookup (&ctx, key)->uses = GPOINTER_TO_UINT (val);
+    while (g_hash_table_iter_next (&it, &key, &val)) {
+      /* the constants there are already; the others (folded) get theirs when made */
+      OnnxValue *v = nnic_onnx_value_lookup (&ctx, key);
+      if (v)
+        v->uses = GPOINTER_TO_UINT (val);
+    }
     nnic_onnx_assign_names (&ctx);
   }
   for (guint i = 0; ok && i < (ctx.graph ? ctx.graph->n_node : 0); i++)
@@ -462,6 +465,8 @@ import (const char *source, const char *base_dir, NnicOnnxProto *proto,
     g_hash_table_destroy (ctx.use_counts);
   if (ctx.consumed)
     g_hash_table_destroy (ctx.consumed);
+  if (ctx.consts)
+    g_hash_table_destroy (ctx.consts);
   g_hash_table_destroy (ctx.values);
   g_ptr_array_free (ctx.value_store, TRUE);
   if (!ok)

@@ -7,9 +7,11 @@
  *   values.c       the table of ONNX values (graph values and constants)
  *   plan.c         the pass before building: constants, fusions, uses
  *   names.c        nnic node names (PyTorch module names where possible)
- *   fold.c         constant folding of shape arithmetic (Shape, Gather, ...)
+ *   fold.c         constant folding: shape arithmetic (Shape, Gather, ...) and
+ *                  QDQ weights (DequantizeLinear, QuantizeLinear of constants)
  *   ops_layers.c   Conv, Gemm, MatMul, BatchNormalization, pooling
  *   ops_misc.c     Add, Relu, Clip, Flatten, Reshape, Concat, Dropout, Softmax
+ *                  (and QuantizeLinear/DequantizeLinear on activations: refused)
  *   import.c       the driver: opset, graph inputs and outputs, node loop
  */
 #pragma once
@@ -59,8 +61,8 @@ typedef struct {
   Onnx__TensorProto *proto;   /* not owned (in the unpacked model) */
   const NnicTensor *tensor;
   NnicTensor *owned;          /* = tensor when the value owns it */
-  gboolean initializer;       /* proto is a graph initializer (data released after its last use) */
-  guint uses;                 /* uses left before the data is released */
+  gboolean initializer;       /* proto is a graph initializer */
+  guint uses;                 /* uses left before the data (proto's, owned) is released; 0: kept */
 } OnnxValue;
 
 /* ---- one import ---- */
@@ -79,7 +81,8 @@ typedef struct {
   gboolean *emits;            /* becomes an nnic node */
   int *fused_add;             /* MatMul: the index of the Add folded into it as a bias, or -1 */
   gboolean *absorbed;         /* converted as part of another node (a fused Add) */
-  GHashTable *use_counts;     /* initializer name → number of uses (through Identity) */
+  GHashTable *use_counts;     /* constant's name → number of uses (through Identity) */
+  GHashTable *consts;         /* the names of every constant value, known before conversion */
   GHashTable *consumed;       /* value names some node reads or the graph outputs */
   char **names;               /* from names.c: the nnic name of each emitting node */
   guint node_index;           /* the node being converted */
@@ -113,7 +116,7 @@ gboolean nnic_onnx_tensor_read_f32 (const NnicOnnxImport *ctx, const Onnx__Tenso
 gboolean nnic_onnx_tensor_read_i64 (const NnicOnnxImport *ctx, const Onnx__TensorProto *t,
                                     const char *what, int64_t *dst, int64_t numel, GError **error);
 /* A whole tensor as an NnicTensor (F32 for FLOAT/DOUBLE, I64 for
- * INT64/INT32/BOOL): for constants. */
+ * INT64/INT32/BOOL, I8 and U8 for INT8 and UINT8): for constants. */
 NnicTensor *nnic_onnx_tensor_to_nnic (const NnicOnnxImport *ctx, const Onnx__TensorProto *t,
                                       const char *what, GError **error);
 /* Frees the tensor's data held by the unpacked model. */
@@ -173,6 +176,8 @@ gboolean nnic_onnx_const_i64 (NnicOnnxImport *ctx, const OnnxValue *v, int64_t *
                               int64_t numel, GError **error);
 /* A constant as an NnicTensor (F32 or I64): borrowed or owned by the value. */
 const NnicTensor *nnic_onnx_const_tensor (NnicOnnxImport *ctx, OnnxValue *v, GError **error);
+/* Element i of a constant tensor of any dtype (F32, I64, I32, I8, U8) as a double. */
+double nnic_onnx_tensor_element (const NnicTensor *t, int64_t i);
 /* A one-element constant (any shape with one element) as a double. */
 gboolean nnic_onnx_const_scalar (NnicOnnxImport *ctx, OnnxValue *v, double *out, GError **error);
 /* Copies a float constant into the model parameter `param` (shapes must
@@ -181,17 +186,20 @@ gboolean nnic_onnx_const_scalar (NnicOnnxImport *ctx, OnnxValue *v, double *out,
 gboolean nnic_onnx_const_to_param (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
                                    OnnxValue *v, const char *param, gboolean transpose,
                                    double scale, GError **error);
-/* One use of each constant input of `node` is over: initializer data whose
- * last use this was is freed. */
+/* One use of each constant input of `node` is over: constant data (the
+ * unpacked initializer's, or a folded tensor) whose last use this was is
+ * freed. */
 void nnic_onnx_inputs_done (NnicOnnxImport *ctx, const Onnx__NodeProto *node);
 
 /* ---- plan.c ---- */
 
-/* Which nodes emit nnic nodes, which Adds fold into MatMuls, how often each
- * initializer is used. Needs the constant names (initializers and bound
- * inputs) in ctx->values. */
+/* Which nodes emit nnic nodes, which values are constants, which Adds fold
+ * into MatMuls, how often each constant is used. Needs the constant names
+ * (initializers and bound inputs) in ctx->values. */
 gboolean nnic_onnx_plan (NnicOnnxImport *ctx, GError **error);
-/* Ops folded when all their inputs are constant (Shape: always). */
+/* Ops folded when all their inputs are constant (Shape: always); with an
+ * input computed in the graph they go to their converter (Concat), or are
+ * refused (QuantizeLinear, DequantizeLinear: quantized activations). */
 gboolean nnic_onnx_op_folds (const char *op_type);
 
 /* ---- names.c ---- */

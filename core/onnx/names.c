@@ -13,8 +13,9 @@
  *     submodule's nodes (a leaf module with one op) takes the module path:
  *     `/fc/Gemm` → `fc`, `/features/features.0/Conv` → `features.0`.
  *  2. A node without a module scope whose weight (input 1 of Conv, Gemm,
- *     MatMul, BatchNormalization) is an initializer `P.weight` takes `P`
- *     (exports of older exporters: `Conv_0` reading `features.0.weight`).
+ *     MatMul, BatchNormalization) is a constant `P.weight` takes `P`
+ *     (exports of older exporters: `Conv_0` reading `features.0.weight`):
+ *     an initializer, or the DequantizeLinear output of a QDQ weight.
  *     Eval-mode exports fold BatchNorm into Conv and name the weights
  *     `onnx::Conv_123`; the scope of rule 1 names those.
  *  3. Any other scoped node is a functional op inside a module: the module
@@ -69,15 +70,15 @@ has_weight (const char *op)
          !strcmp (op, "BatchNormalization");
 }
 
-/* Rule 2: "P" from an initializer "P.weight" read as the node's weight. */
+/* Rule 2: "P" from a constant "P.weight" read as the node's weight (the
+ * plan knows the constants that folding will make). */
 static char *
 name_from_weight (NnicOnnxImport *ctx, const Onnx__NodeProto *node)
 {
   if (!node->op_type || !has_weight (node->op_type) || node->n_input < 2 || !node->input[1])
     return NULL;
   const char *w = node->input[1];
-  OnnxValue *v = nnic_onnx_value_lookup (ctx, w);
-  if (!v || v->kind != ONNX_VALUE_CONST || !g_str_has_suffix (w, ".weight") ||
+  if (!g_hash_table_contains (ctx->consts, w) || !g_str_has_suffix (w, ".weight") ||
       g_str_has_prefix (w, "onnx::") || strlen (w) == strlen (".weight"))
     return NULL;
   return g_strndup (w, strlen (w) - strlen (".weight"));

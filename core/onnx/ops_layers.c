@@ -400,8 +400,19 @@ convert_batchnorm (NnicOnnxImport *ctx, const NP *node, const char *name, GError
                           "epsilon %g must be positive and momentum %g in [0, 1]", eps, momentum);
     return FALSE;
   }
-  OnnxValue *x = input_of_rank (ctx, node, 3, in, error);
-  if (!x || !nnic_onnx_extra_outputs_unused (ctx, node, 1, error))
+  /* [N, C, H, W] → BatchNorm2d, [N, C] → BatchNorm1d. */
+  OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
+  if (!x)
+    return FALSE;
+  const int rank = nnic_onnx_value_shape (ctx, x, in);
+  if (rank != 3 && rank != 1) {
+    g_autofree char *s = full_shape (rank, in);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "nnic imports BatchNormalization on [N, C, H, W] and [N, C] inputs only; input '%s' is %s",
+                          x->name, s);
+    return FALSE;
+  }
+  if (!nnic_onnx_extra_outputs_unused (ctx, node, 1, error))
     return FALSE;
   static const char *const roles[] = { "scale", "bias (B)", "mean", "var" };
   static const char *const locals[] = { "weight", "bias", "running_mean", "running_var" };
@@ -425,7 +436,9 @@ convert_batchnorm (NnicOnnxImport *ctx, const NP *node, const char *name, GError
   double tm = torch_momentum ((float) momentum);
   NnicBatchNormSpec spec = { .num_features = (int) in[0], .eps = eps,
                              .momentum = tm > 0.0 ? tm : G_MINDOUBLE };
-  if (!added (ctx, node, name, nnic_model_add_batchnorm2d (ctx->m, name, x->node, &spec, error),
+  if (!added (ctx, node, name,
+              rank == 3 ? nnic_model_add_batchnorm2d (ctx->m, name, x->node, &spec, error)
+                        : nnic_model_add_batchnorm1d (ctx->m, name, x->node, &spec, error),
               error))
     return FALSE;
   for (int k = 0; k < 4; k++) {

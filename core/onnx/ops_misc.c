@@ -1,5 +1,6 @@
 /* ONNX import: the ops without weights — Add, Relu, Clip, Flatten,
- * Reshape, Concat, Dropout, Softmax. */
+ * Reshape, Concat, Dropout, Softmax; and the refusal of QuantizeLinear and
+ * DequantizeLinear on activations. */
 #include "core/onnx/internal.h"
 
 #include <math.h>
@@ -319,6 +320,39 @@ convert_softmax (NnicOnnxImport *ctx, const NP *node, const char *name, GError *
                 nnic_model_add_softmax (ctx->m, name, x->node, (int) axis, error), error);
 }
 
+/* QuantizeLinear and DequantizeLinear of constants are folded (fold.c):
+ * QDQ weights. On values computed in the graph they are quantized
+ * inference, which nnic does not import. */
+static gboolean
+convert_qdq (NnicOnnxImport *ctx, const NP *node, const char *name, GError **error)
+{
+  (void) name;
+  OnnxValue *x = nnic_onnx_input (ctx, node, 0, error);
+  if (!x)
+    return FALSE;
+  if (x->kind == ONNX_VALUE_NODE) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "%s of the activation '%s': nnic imports QDQ weights (DequantizeLinear "
+                          "of constant integers), not quantized activations",
+                          node->op_type, x->name);
+    return FALSE;
+  }
+  /* a constant with a scale or zero point computed in the graph */
+  if (!nnic_onnx_input_const (ctx, node, 1, "scale", error))
+    return FALSE;
+  GError *local = NULL;
+  OnnxValue *z = nnic_onnx_input_opt (ctx, node, 2, &local);
+  if (local) {
+    g_propagate_error (error, local);
+    return FALSE;
+  }
+  if (z && !nnic_onnx_input_const (ctx, node, 2, "zero point", error))
+    return FALSE;
+  nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED, "%s is not supported here",
+                        node->op_type);
+  return FALSE;
+}
+
 NnicOnnxConverter
 nnic_onnx_misc_converter (const char *op)
 {
@@ -331,6 +365,8 @@ nnic_onnx_misc_converter (const char *op)
     { "Concat", convert_concat },
     { "Dropout", convert_dropout },
     { "Softmax", convert_softmax },
+    { "QuantizeLinear", convert_qdq },
+    { "DequantizeLinear", convert_qdq },
   };
   for (guint i = 0; i < G_N_ELEMENTS (table); i++)
     if (!strcmp (table[i].op, op))

@@ -1,9 +1,10 @@
 /* ONNX import: the pass before building. It decides, for each node,
- * whether it becomes an nnic node (Constant, Identity and shape arithmetic
- * on constants do not), which Adds are a MatMul's bias (PyTorch's Linear on
+ * whether it becomes an nnic node (Constant, Identity, shape arithmetic on
+ * constants and the DequantizeLinear of QDQ weights do not), which values
+ * are constants, which Adds are a MatMul's bias (PyTorch's Linear on
  * inputs of rank > 2 exports as MatMul + Add), and how many nodes read each
- * initializer, so that its data can be freed as soon as the last one has
- * copied it. */
+ * constant, so that its data (an initializer's, or a weight dequantized
+ * from one) can be freed as soon as the last one has copied it. */
 #include "core/onnx/internal.h"
 
 #include <string.h>
@@ -11,7 +12,8 @@
 gboolean
 nnic_onnx_op_folds (const char *op)
 {
-  static const char *const ops[] = { "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast" };
+  static const char *const ops[] = { "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast",
+                                     "QuantizeLinear", "DequantizeLinear" };
   for (guint i = 0; i < G_N_ELEMENTS (ops); i++)
     if (!strcmp (op, ops[i]))
       return TRUE;
@@ -54,7 +56,8 @@ nnic_onnx_plan (NnicOnnxImport *ctx, GError **error)
   ctx->fused_add = g_new (int, MAX (n, 1));
   ctx->use_counts = g_hash_table_new (g_str_hash, g_str_equal);
   ctx->consumed = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr (GHashTable) consts = g_hash_table_new (g_str_hash, g_str_equal);
+  ctx->consts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  GHashTable *consts = ctx->consts;
   g_autoptr (GHashTable) alias = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr (GHashTable) readers = g_hash_table_new (g_str_hash, g_str_equal);
 
@@ -63,7 +66,7 @@ nnic_onnx_plan (NnicOnnxImport *ctx, GError **error)
   g_hash_table_iter_init (&it, ctx->values);
   while (g_hash_table_iter_next (&it, &key, &val))
     if (((OnnxValue *) val)->kind == ONNX_VALUE_CONST)
-      g_hash_table_add (consts, key);
+      g_hash_table_add (consts, g_strdup (key));
 
   for (size_t i = 0; i < n; i++) {
     const Onnx__NodeProto *node = g->node[i];
@@ -84,7 +87,7 @@ nnic_onnx_plan (NnicOnnxImport *ctx, GError **error)
     if (makes_const)
       for (size_t k = 0; k < node->n_output; k++)
         if (node->output[k] && *node->output[k])
-          g_hash_table_add (consts, node->output[k]);
+          g_hash_table_add (consts, g_strdup (node->output[k]));
     if (identity_of_const && node->n_output >= 1 && node->output[0] && *node->output[0])
       g_hash_table_replace (alias, node->output[0], node->input[0]);
     if (identity_of_const)
@@ -93,8 +96,7 @@ nnic_onnx_plan (NnicOnnxImport *ctx, GError **error)
       if (!node->input[k] || !*node->input[k])
         continue;
       const char *r = root_of (alias, node->input[k]);
-      OnnxValue *v = nnic_onnx_value_lookup (ctx, r);
-      if (v && v->initializer)
+      if (g_hash_table_contains (consts, r))
         g_hash_table_replace (ctx->use_counts, (gpointer) r,
                               GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (ctx->use_counts, r)) + 1));
     }

@@ -417,6 +417,42 @@ nnic_onnx_tensor_read_i64 (const NnicOnnxImport *ctx, const TP *t, const char *w
   return TRUE;
 }
 
+/* An INT8 or UINT8 tensor's bytes (raw_data, int32_data or external
+ * data; int32_data values must be in the dtype's range). */
+static gboolean
+read_bytes (const NnicOnnxImport *ctx, const TP *t, const char *what, guint8 *dst, int64_t numel,
+            GError **error)
+{
+  if (!check_numel (t, what, numel, error) || !check_data (ctx, t, what, numel, error))
+    return FALSE;
+  if (numel == 0)
+    return TRUE;
+  if (is_external (t)) {
+    ExternalRef ref = { 0 };
+    if (!external_ref (ctx, t, what, (guint64) numel, &ref, error))
+      return FALSE;
+    gboolean ok = read_external (&ref, what, dst, error);
+    g_free (ref.path);
+    return ok;
+  }
+  if (t->has_raw_data) {
+    memcpy (dst, t->raw_data.data, (size_t) numel);
+    return TRUE;
+  }
+  gboolean is_signed = t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT8;
+  for (int64_t i = 0; i < numel; i++) {
+    int32_t v = t->int32_data[i];
+    if (is_signed ? v < INT8_MIN || v > INT8_MAX : v < 0 || v > UINT8_MAX) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT,
+                   "%s: value %" G_GINT32_FORMAT " at index %" G_GINT64_FORMAT " is out of %s's range",
+                   what, v, i, nnic_onnx_dtype_name (t->data_type));
+      return FALSE;
+    }
+    dst[i] = is_signed ? (guint8) (int8_t) v : (guint8) v;
+  }
+  return TRUE;
+}
+
 /* One element of a small constant of any numeric dtype, as a double. */
 static double
 element (const TP *t, const guint8 *raw, int64_t i)
@@ -473,23 +509,29 @@ nnic_onnx_tensor_to_nnic (const NnicOnnxImport *ctx, const TP *t, const char *wh
   gboolean is_float = dt == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
   gboolean is_int = dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
                     dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+  gboolean is_byte = dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT8 ||
+                     dt == ONNX__TENSOR_PROTO__DATA_TYPE__UINT8;
   gboolean small = dt == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE ||
                    dt == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
-  if (!is_float && !is_int && !small) {
+  if (!is_float && !is_int && !is_byte && !small) {
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
-                 "%s is %s; nnic imports float32 and int64 constants", what,
+                 "%s is %s; nnic imports float32, int64, int32, int8 and uint8 constants", what,
                  nnic_onnx_dtype_name (dt));
     return NULL;
   }
-  g_autoptr (NnicTensor) out = nnic_tensor_new (is_float || dt == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE
-                                                    ? NNIC_DTYPE_F32 : NNIC_DTYPE_I64,
-                                                ndim, shape, error);
+  NnicDType nt = is_float || dt == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE ? NNIC_DTYPE_F32
+                 : dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT8             ? NNIC_DTYPE_I8
+                 : dt == ONNX__TENSOR_PROTO__DATA_TYPE__UINT8            ? NNIC_DTYPE_U8
+                                                                         : NNIC_DTYPE_I64;
+  g_autoptr (NnicTensor) out = nnic_tensor_new (nt, ndim, shape, error);
   if (!out)
     return NULL;
   if (is_float)
     return nnic_onnx_tensor_read_f32 (ctx, t, what, out->f32, numel, error) ? g_steal_pointer (&out) : NULL;
   if (is_int)
     return nnic_onnx_tensor_read_i64 (ctx, t, what, out->i64, numel, error) ? g_steal_pointer (&out) : NULL;
+  if (is_byte)
+    return read_bytes (ctx, t, what, out->u8, numel, error) ? g_steal_pointer (&out) : NULL;
   /* double and bool: small values only (Constant scalars), never external */
   if (!check_data (ctx, t, what, numel, error))
     return NULL;
@@ -521,4 +563,8 @@ nnic_onnx_tensor_release (NnicOnnxProto *p, TP *t)
     a->free (a->allocator_data, t->float_data);
   t->float_data = NULL;
   t->n_float_data = 0;
+  if (t->int32_data)
+    a->free (a->allocator_data, t->int32_data);
+  t->int32_data = NULL;
+  t->n_int32_data = 0;
 }

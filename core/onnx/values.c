@@ -9,6 +9,10 @@ static OnnxValue *
 store (NnicOnnxImport *ctx, OnnxValue *v, const char *name)
 {
   v->name = g_strdup (name);
+  /* constants made while converting (folded, Constant nodes): their uses
+   * are known from the plan (initializers get theirs in import.c) */
+  if (v->kind == ONNX_VALUE_CONST && ctx->use_counts)
+    v->uses = GPOINTER_TO_UINT (g_hash_table_lookup (ctx->use_counts, name));
   g_ptr_array_add (ctx->value_store, v);
   g_hash_table_replace (ctx->values, g_strdup (name), v);
   return v;
@@ -125,10 +129,24 @@ const_what (const OnnxValue *v)
   return g_strdup_printf ("%s '%s'", v->initializer ? "initializer" : "constant", v->name);
 }
 
+/* A folded constant is freed after its last use the plan counted: a read
+ * after that would be a bug in the counting, an error rather than a crash. */
+static gboolean
+still_there (const OnnxValue *v, GError **error)
+{
+  if (v->proto || v->tensor)
+    return TRUE;
+  g_set_error (error, NNIC_ERROR, NNIC_ERROR_FAILED,
+               "constant '%s' is read after its last counted use (an importer bug)", v->name);
+  return FALSE;
+}
+
 gboolean
 nnic_onnx_const_shape (NnicOnnxImport *ctx, const OnnxValue *v, int *ndim,
                        int64_t shape[NNIC_MAX_DIMS], int64_t *numel, GError **error)
 {
+  if (!still_there (v, error))
+    return FALSE;
   if (v->proto) {
     g_autofree char *what = const_what (v);
     return nnic_onnx_tensor_shape (ctx, v->proto, what, ndim, shape, numel, error);
@@ -160,6 +178,8 @@ gboolean
 nnic_onnx_const_f32 (NnicOnnxImport *ctx, const OnnxValue *v, float *dst, int64_t numel,
                      GError **error)
 {
+  if (!still_there (v, error))
+    return FALSE;
   if (v->proto) {
     g_autofree char *what = const_what (v);
     return nnic_onnx_tensor_read_f32 (ctx, v->proto, what, dst, numel, error);
@@ -175,6 +195,8 @@ gboolean
 nnic_onnx_const_i64 (NnicOnnxImport *ctx, const OnnxValue *v, int64_t *dst, int64_t numel,
                      GError **error)
 {
+  if (!still_there (v, error))
+    return FALSE;
   if (v->proto) {
     g_autofree char *what = const_what (v);
     return nnic_onnx_tensor_read_i64 (ctx, v->proto, what, dst, numel, error);
@@ -191,10 +213,30 @@ nnic_onnx_const_tensor (NnicOnnxImport *ctx, OnnxValue *v, GError **error)
 {
   if (v->tensor)
     return v->tensor;
+  if (!still_there (v, error))
+    return NULL;
   g_autofree char *what = const_what (v);
   v->owned = nnic_onnx_tensor_to_nnic (ctx, v->proto, what, error);
   v->tensor = v->owned;
   return v->tensor;
+}
+
+double
+nnic_onnx_tensor_element (const NnicTensor *t, int64_t i)
+{
+  switch (t->dtype) {
+  case NNIC_DTYPE_F32:
+    return t->f32[i];
+  case NNIC_DTYPE_I64:
+    return (double) t->i64[i];
+  case NNIC_DTYPE_I32:
+    return t->i32[i];
+  case NNIC_DTYPE_I8:
+    return t->i8[i];
+  case NNIC_DTYPE_U8:
+    return t->u8[i];
+  }
+  g_return_val_if_reached (0.0);
 }
 
 gboolean
@@ -209,7 +251,7 @@ nnic_onnx_const_scalar (NnicOnnxImport *ctx, OnnxValue *v, double *out, GError *
                  "constant '%s' has shape %s; a single value is needed", v->name, s);
     return FALSE;
   }
-  *out = t->dtype == NNIC_DTYPE_F32 ? (double) t->f32[0] : (double) t->i64[0];
+  *out = nnic_onnx_tensor_element (t, 0);
   return TRUE;
 }
 
@@ -255,9 +297,14 @@ nnic_onnx_inputs_done (NnicOnnxImport *ctx, const Onnx__NodeProto *node)
 {
   for (size_t k = 0; k < node->n_input; k++) {
     OnnxValue *v = nnic_onnx_value_lookup (ctx, node->input[k]);
-    if (!v || v->kind != ONNX_VALUE_CONST || !v->initializer || v->uses == 0)
+    if (!v || v->kind != ONNX_VALUE_CONST || v->uses == 0 || --v->uses > 0)
       continue;
-    if (--v->uses == 0 && v->proto)
+    if (v->proto)
       nnic_onnx_tensor_release (ctx->proto, v->proto);
+    if (v->owned) {
+      /* a folded weight, or an initializer's converted copy */
+      g_clear_pointer (&v->owned, nnic_tensor_free);
+      v->tensor = NULL;
+    }
   }
 }

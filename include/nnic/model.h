@@ -88,6 +88,11 @@ gboolean nnic_model_add_linear (NnicModel *m, const char *name, const char *inpu
                                 const NnicLinearSpec *spec, GError **error);
 gboolean nnic_model_add_batchnorm2d (NnicModel *m, const char *name, const char *input,
                                      const NnicBatchNormSpec *spec, GError **error);
+/* nn.BatchNorm1d on [N, C] inputs (flat features, e.g. after a Linear);
+ * the [N, C, L] form is refused. Same spec, parameters and buffers as
+ * BatchNorm2d. */
+gboolean nnic_model_add_batchnorm1d (NnicModel *m, const char *name, const char *input,
+                                     const NnicBatchNormSpec *spec, GError **error);
 gboolean nnic_model_add_relu (NnicModel *m, const char *name, const char *input, GError **error);
 gboolean nnic_model_add_relu6 (NnicModel *m, const char *name, const char *input, GError **error);
 gboolean nnic_model_add_maxpool2d (NnicModel *m, const char *name, const char *input,

@@ -6,7 +6,7 @@
 
 G_BEGIN_DECLS
 
-/* "lenet5", "nni_cnn", "nni_cnn_bn", "vgg_small", "resnet8". `channels`,
+/* "lenet5", "nni_cnn", "nni_cnn_bn", "vgg_small", "resnet8", "bnn_mnist". `channels`,
  * `height`, `width` give the input (0 → the model's default: 1×28×28), and
  * `n_classes` the outputs (0 → 10). Parameters are initialised with
  * nnic_model_init_params (seed 0). */

@@ -5,6 +5,12 @@
  * Conv, Gemm, MatMul (constant right operand), Add, Relu, Clip, MaxPool,
  * AveragePool, GlobalAveragePool, BatchNormalization, Flatten, Reshape
  * (constant shape), Concat, Dropout, Identity, Softmax; opsets 11 to 17.
+ * BatchNormalization on [N, C, H, W] (BatchNorm2d) and [N, C]
+ * (BatchNorm1d). Weight-only QDQ: DequantizeLinear (and QuantizeLinear) of
+ * constants fold to float weights, per tensor or per axis; quantized
+ * activations are refused. A MatMul followed by an Add of a constant is one
+ * Linear; functional ops inside a module are named `module.op`
+ * (`layer1.0.add`).
  *
  * Names: where the file came from torch.onnx.export, nodes take the
  * PyTorch module names, so config lists written for the PyTorch model
