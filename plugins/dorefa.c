@@ -1,0 +1,137 @@
+/* dorefa: NNI's DoReFaQuantizer (Zhou et al., "DoReFa-Net", 2016), as in
+ * NNI v1.9 (src/sdk/pynni/nni/compression/torch/quantization/
+ * quantizers.py: DoReFaQuantizer). Weights only:
+ *   t = tanh(w);  u = t / (2 max|t|) + 0.5       (in [0, 1])
+ *   k = round(u * s),  s = 2^bits - 1             (round: half to even)
+ *   w_q = 2 k / s - 1                             (in [-1, 1])
+ * with the straight-through estimator as the backward (NNI's default
+ * QuantGrad). quant_types: weight only; quant_start_step is not a DoReFa
+ * key (NNI v1.9's schema refuses both, so does nnic).
+ *
+ * Integer representation. The grid 2k/s - 1 has an odd number s + 1 = 2^bits
+ * of points and no point at 0, so no b-bit integer with an integer zero
+ * point maps onto it: 0 would need the zero point s/2. The odd integers
+ * q = 2k - s in [-s, s] with scale 1/s and zero point 0 do:
+ *   w_q = (q - 0) * (1/s),  signed, bits + 1 wide
+ * (1 bit: q = ±1, scale 1, 2 bits wide, the same as bnn). So "weight_bits"
+ * is bits + 1: up to 7 bits of DoReFa fit int8; 8-bit DoReFa needs 9 bits,
+ * which an int8 QDQ export refuses rather than approximates. nnic
+ * computes w_q as (2k - s) * scale in float32, with scale = float(1/s), so
+ * that DequantizeLinear reproduces it exactly; NNI's 2 * (k / s) - 1 may
+ * differ from it in the last bit.
+ *
+ * Where nnic differs: an all-zero weight (max|tanh| = 0) makes NNI divide 0
+ * by 0 and return NaN; nnic returns zeros (q = 0, representable in the
+ * format above, though not on DoReFa's grid).
+ *
+ * Attributes, on each wrapper, after each quantization: "weight_scale" =
+ * float(1/s), "weight_zero_point" 0, "weight_bits" = bits + 1,
+ * "weight_signed" 1, "weight_min" -1, "weight_max" 1 (the grid's range).
+ */
+#include <nnic/plugin.h>
+
+#include <math.h>
+
+static gpointer
+dorefa_create (NnicCompressor *c, GError **error)
+{
+  for (guint i = 0; i < nnic_compressor_n_config_entries (c); i++) {
+    JsonObject *o = nnic_compressor_config_entry (c, i);
+    JsonNode *types = json_object_get_member (o, "quant_types");
+    JsonArray *a = types && JSON_NODE_HOLDS_ARRAY (types) ? json_node_get_array (types) : NULL;
+    for (guint j = 0; a && j < json_array_get_length (a); j++) {
+      const char *t = json_array_get_string_element (a, j);
+      if (g_strcmp0 (t, "weight") != 0) {
+        g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
+                     "config_list[%u].quant_types[%u]: '%s' is not supported (valid: weight)", i, j, t ? t : "?");
+        return NULL;
+      }
+    }
+    if (json_object_has_member (o, "quant_start_step")) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
+                   "config_list[%u].quant_start_step: not a dorefa key (only qat has it)", i);
+      return NULL;
+    }
+  }
+  /* No state: a non-NULL token says "created". */
+  return g_new0 (char, 1);
+}
+
+static void
+dorefa_destroy (gpointer state)
+{
+  g_free (state);
+}
+
+static int
+entry_bits (JsonObject *entry, const char *type)
+{
+  JsonNode *b = json_object_get_member (entry, "quant_bits");
+  if (b && JSON_NODE_HOLDS_OBJECT (b))
+    b = json_object_get_member (json_node_get_object (b), type);
+  return b && JSON_NODE_HOLDS_VALUE (b) ? (int) json_node_get_int (b) : -1;
+}
+
+static void
+publish (NnicWrapper *w, const char *name, double v)
+{
+  double old;
+  if (!nnic_wrapper_get_attribute_double (w, name, &old) || old != v)
+    nnic_wrapper_set_attribute_double (w, name, v, NULL);
+}
+
+static void
+dorefa_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight, NnicTensor *out)
+{
+  (void) state;
+  const int bits = entry_bits (nnic_wrapper_config (w), "weight");
+  const int s = (1 << bits) - 1;
+  const float fs = (float) s, scale = 1.0f / fs;
+  const int64_t n = weight->numel;
+  float *t = out->f32;
+  float max = 0.0f;
+  for (int64_t i = 0; i < n; i++) {
+    t[i] = tanhf (weight->f32[i]);
+    max = fmaxf (max, fabsf (t[i]));
+  }
+  if (max > 0.0f) {
+    const float twice = 2.0f * max;
+    for (int64_t i = 0; i < n; i++) {
+      const float k = rintf ((t[i] / twice + 0.5f) * fs);
+      t[i] = (2.0f * k - fs) * scale;
+    }
+  } else {
+    for (int64_t i = 0; i < n; i++)
+      t[i] = t[i] == t[i] ? 0.0f : t[i]; /* all zero (NaN stays NaN) */
+  }
+  publish (w, "weight_scale", scale);
+  publish (w, "weight_zero_point", 0);
+  publish (w, "weight_bits", bits + 1);
+  publish (w, "weight_signed", 1);
+  publish (w, "weight_min", -1);
+  publish (w, "weight_max", 1);
+}
+
+static const NnicQuantizerVTable dorefa_vtable = {
+  .struct_size = sizeof (NnicQuantizerVTable),
+  .create = dorefa_create,
+  .destroy = dorefa_destroy,
+  .quantize_weight = dorefa_quantize_weight,
+};
+
+static const NnicAlgorithmInfo dorefa_info = {
+  .struct_size = sizeof (NnicAlgorithmInfo),
+  .kind = NNIC_ALGORITHM_QUANTIZER,
+  .name = "dorefa",
+  .description = "DoReFa weight quantization: tanh, normalised to [0, 1], quantized, mapped to [-1, 1] "
+                 "(NNI's DoReFaQuantizer)",
+  .vtable = &dorefa_vtable,
+};
+
+static gboolean
+register_dorefa (NnicRegistrar *r, GError **error)
+{
+  return nnic_registrar_add (r, &dorefa_info, error);
+}
+
+NNIC_PLUGIN_DEFINE ("nnic-dorefa", "1.0.0", "MIT", "DoReFa weight quantization", register_dorefa)
