@@ -89,6 +89,14 @@ if [ -d /usr/share/datasets/fashion-mnist ] || [ -n "${NNIC_DATA_DIR:-}" ]; then
   check sensitivity "$nnic" sensitivity --checkpoint "$tmp/ck.safetensors" --sparsities 0.5 --eval-limit 200 \
     --layer conv2 --out "$tmp/sens.csv"
   grep -q "^conv2,0\.[0-9]*$" "$tmp/sens.csv" || { echo "FAIL sensitivity CSV"; cat "$tmp/sens.csv"; fails=$((fails+1)); }
+  # NNI's BNN recipe: bnn_mnist from scratch with Adam.
+  echo '[{"quant_types": ["weight"], "quant_bits": 1, "op_types": ["Conv2d", "Linear"], "op_names": ["features.3", "classifier.0"]}, {"quant_types": ["output"], "quant_bits": 1, "op_types": ["Hardtanh"], "op_names": ["features.2", "features.6", "classifier.2"]}]' > "$tmp/bnn.json"
+  check compress-bnn-scratch "$nnic" compress --model bnn_mnist --from-scratch --config "$tmp/bnn.json" \
+    --algorithm bnn --optimizer adam --lr 0.01 --limit 256 --eval-limit 100 --out "$tmp/bnn"
+  grep -q "^fine-tune epoch 1/1: loss [0-9]" "$tmp/out" || { echo "FAIL bnn did not train"; cat "$tmp/out"; fails=$((fails+1)); }
+  refuse compress-bad-optimizer "--optimizer: unknown optimizer 'rmsprop' (sgd or adam)" \
+    "$nnic" compress --checkpoint "$tmp/ck.safetensors" --config "$tmp/level.json" --algorithm level --out "$tmp/x" \
+    --optimizer rmsprop --limit 10 --eval-limit 10
   check plugins "$nnic" plugins
   for name in level agp naive; do grep -qw "$name" "$tmp/out" || { echo "FAIL nnic plugins lacks $name"; fails=$((fails+1)); }; done
 else

@@ -7,11 +7,11 @@
 #include <string.h>
 
 typedef struct {
-  char *model, *checkpoint, *config, *algorithm, *masker, *out, *data, *data_dir, *export_onnx;
+  char *model, *checkpoint, *config, *algorithm, *masker, *out, *data, *data_dir, *export_onnx, *optimizer;
   int finetune_epochs, batch_size, updates_per_epoch;
   double lr, momentum;
   gint64 seed, limit, eval_limit;
-  gboolean quiet, dependency_aware;
+  gboolean quiet, dependency_aware, from_scratch;
 } CompressArgs;
 
 typedef struct {
@@ -197,9 +197,10 @@ run (CompressArgs *a)
                  "--config, --algorithm and --out are required (see nnic compress --help)");
     return nnic_cli_fail ("compress", error);
   }
-  if (!a->checkpoint && !g_str_has_suffix (a->model, ".onnx")) {
+  if (!a->checkpoint && !a->from_scratch && !g_str_has_suffix (a->model, ".onnx")) {
     g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
-                 "--checkpoint is required for the built-in model %s (an ONNX file carries its weights)", a->model);
+                 "--checkpoint is required for the built-in model %s (an ONNX file carries its weights; "
+                 "--from-scratch starts from PyTorch's initialisation)", a->model);
     return nnic_cli_fail ("compress", error);
   }
   g_autoptr (NnicConfigList) config = nnic_config_list_new_from_file (a->config, &error);
@@ -224,6 +225,8 @@ run (CompressArgs *a)
   g_autoptr (NnicModel) model = nnic_cli_load_model (a->model, train, a->checkpoint, &error);
   if (!model)
     return nnic_cli_fail ("compress", error);
+  if (a->from_scratch)
+    nnic_model_init_params (model, (guint64) a->seed);
   nnic_model_set_seed (model, (guint64) a->seed);
 
   Accuracies acc = { .measured = test != NULL };
@@ -231,8 +234,15 @@ run (CompressArgs *a)
     printf ("no data set: pruning without fine-tuning; the accuracy is not measured\n");
   if (acc.measured && !nnic_evaluate (model, test, 1000, &acc.before, NULL, &error))
     return nnic_cli_fail ("compress", error);
-  g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (
-      model, &(NnicSgdOptions) { .lr = a->lr, .momentum = a->momentum }, &error);
+  /* NNI's recipes: SGD with momentum for fine-tuning, Adam for BNN. */
+  g_autoptr (NnicOptimizer) opt = NULL;
+  if (!a->optimizer || !strcmp (a->optimizer, "sgd"))
+    opt = nnic_optimizer_new_sgd (model, &(NnicSgdOptions) { .lr = a->lr, .momentum = a->momentum }, &error);
+  else if (!strcmp (a->optimizer, "adam"))
+    opt = nnic_optimizer_new_adam (model, &(NnicAdamOptions) { .lr = a->lr }, &error);
+  else
+    g_set_error (&error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "--optimizer: unknown optimizer '%s' (sgd or adam)",
+                 a->optimizer);
   if (!opt)
     return nnic_cli_fail ("compress", error);
   TrainerData trainer = { train, a };
@@ -326,6 +336,8 @@ nnic_cmd_compress (int argc, char **argv)
     { "updates-per-epoch", 0, 0, G_OPTION_ARG_INT, &a.updates_per_epoch, "Algorithm epochs per fine-tune epoch: update_epoch(e*N+k) at each N-th of epoch e (default 1; NNI's AGP example used 3)", "N" },
     { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &a.lr, "Fine-tuning SGD learning rate (default 0.01)", "X" },
     { "momentum", 0, 0, G_OPTION_ARG_DOUBLE, &a.momentum, "Fine-tuning SGD momentum (default 0.5)", "X" },
+    { "optimizer", 0, 0, G_OPTION_ARG_STRING, &a.optimizer, "Fine-tuning optimizer: sgd (default) or adam (with --lr; NNI's BNN recipe)", "NAME" },
+    { "from-scratch", 0, 0, G_OPTION_ARG_NONE, &a.from_scratch, "Start a built-in model from PyTorch's initialisation instead of a checkpoint (NNI's BNN example)", NULL },
     { "batch-size", 'b', 0, G_OPTION_ARG_INT, &a.batch_size, "Batch size (default 64)", "N" },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &a.seed, "Seed of shuffling (default 0)", "S" },
     { "data", 'd', 0, G_OPTION_ARG_STRING, &a.data, "Data set: fashion-mnist (the default for built-in models), X.npy,Y.npy, or none", "NAME|X.npy,Y.npy" },
@@ -356,6 +368,6 @@ nnic_cmd_compress (int argc, char **argv)
     status = run (&a);
   }
   g_free (a.model); g_free (a.checkpoint); g_free (a.config); g_free (a.algorithm);
-  g_free (a.masker); g_free (a.out); g_free (a.data); g_free (a.data_dir); g_free (a.export_onnx);
+  g_free (a.masker); g_free (a.out); g_free (a.data); g_free (a.data_dir); g_free (a.export_onnx); g_free (a.optimizer);
   return status;
 }
