@@ -70,6 +70,18 @@ nnic_onnx_set_output (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k
 }
 
 gboolean
+nnic_onnx_added (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, gboolean ok,
+                 GError **error)
+{
+  if (!ok) {
+    nnic_onnx_node_prefix (ctx, node, error);
+    return FALSE;
+  }
+  nnic_onnx_set_output (ctx, node, 0, name);
+  return TRUE;
+}
+
+gboolean
 nnic_onnx_extra_outputs_unused (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
                                 size_t first_extra, GError **error)
 {

@@ -228,6 +228,10 @@ const char *nnic_onnx_supported_ops (void);
 /* Declares the output `k` of `node` as the nnic node `nnic_name`. */
 void nnic_onnx_set_output (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
                            const char *nnic_name);
+/* After an nnic_model_add_*() call for `node`: on success its first output
+ * is the nnic node `name`; on failure the error gets the node's prefix. */
+gboolean nnic_onnx_added (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name,
+                          gboolean ok, GError **error);
 /* Outputs past the first must be unused (BatchNormalization's training
  * statistics, MaxPool's indices, Dropout's mask): UNSUPPORTED otherwise. */
 gboolean nnic_onnx_extra_outputs_unused (NnicOnnxImport *ctx, const Onnx__NodeProto *node,

@@ -119,16 +119,6 @@ window_attrs (NnicOnnxImport *ctx, const NP *node, const int64_t in_hw[2], int k
   return TRUE;
 }
 
-static gboolean
-added (NnicOnnxImport *ctx, const NP *node, const char *name, gboolean ok, GError **error)
-{
-  if (!ok) {
-    nnic_onnx_node_prefix (ctx, node, error);
-    return FALSE;
-  }
-  nnic_onnx_set_output (ctx, node, 0, name);
-  return TRUE;
-}
 
 static char *
 param_name (const char *node, const char *local)
@@ -214,7 +204,7 @@ convert_conv (NnicOnnxImport *ctx, const NP *node, const char *name, GError **er
     .explicit_pads = TRUE, /* ONNX's pads: per side, within ONNX Runtime's limits */
   };
   memcpy (spec.pads, win.pads, sizeof spec.pads);
-  if (!added (ctx, node, name, nnic_model_add_conv2d (ctx->m, name, x->node, &spec, error), error))
+  if (!nnic_onnx_added (ctx, node, name, nnic_model_add_conv2d (ctx->m, name, x->node, &spec, error), error))
     return FALSE;
   g_autofree char *pw = param_name (name, "weight");
   g_autofree char *pb = param_name (name, "bias");
@@ -269,7 +259,7 @@ add_linear (NnicOnnxImport *ctx, const NP *node, const char *name, OnnxValue *x,
     return FALSE;
   }
   NnicLinearSpec spec = { .in_features = (int) in, .out_features = (int) out, .no_bias = !bias };
-  if (!added (ctx, node, name, nnic_model_add_linear (ctx->m, name, x->node, &spec, error), error))
+  if (!nnic_onnx_added (ctx, node, name, nnic_model_add_linear (ctx->m, name, x->node, &spec, error), error))
     return FALSE;
   g_autofree char *pw = param_name (name, "weight");
   return nnic_onnx_const_to_param (ctx, node, w, pw, !w_is_nk, alpha, error);
@@ -436,7 +426,7 @@ convert_batchnorm (NnicOnnxImport *ctx, const NP *node, const char *name, GError
   double tm = torch_momentum ((float) momentum);
   NnicBatchNormSpec spec = { .num_features = (int) in[0], .eps = eps,
                              .momentum = tm > 0.0 ? tm : G_MINDOUBLE };
-  if (!added (ctx, node, name,
+  if (!nnic_onnx_added (ctx, node, name,
               rank == 3 ? nnic_model_add_batchnorm2d (ctx->m, name, x->node, &spec, error)
                         : nnic_model_add_batchnorm1d (ctx->m, name, x->node, &spec, error),
               error))
@@ -502,7 +492,7 @@ convert_pool (NnicOnnxImport *ctx, const NP *node, const char *name, gboolean is
   memcpy (spec.pads, win.pads, sizeof spec.pads);
   gboolean ok = is_max ? nnic_model_add_maxpool2d (ctx->m, name, x->node, &spec, error)
                        : nnic_model_add_avgpool2d (ctx->m, name, x->node, &spec, error);
-  return added (ctx, node, name, ok, error);
+  return nnic_onnx_added (ctx, node, name, ok, error);
 }
 
 static gboolean
@@ -523,7 +513,7 @@ convert_global_avgpool (NnicOnnxImport *ctx, const NP *node, const char *name, G
   int64_t in[NNIC_MAX_DIMS];
   OnnxValue *x = nnic_onnx_attrs_known (ctx, node, (const char *const[]) { NULL }, error)
                      ? input_of_rank (ctx, node, 3, in, error) : NULL;
-  return x && added (ctx, node, name,
+  return x && nnic_onnx_added (ctx, node, name,
                      nnic_model_add_adaptive_avgpool2d (ctx->m, name, x->node, 1, 1, error), error);
 }
 

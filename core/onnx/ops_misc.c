@@ -8,16 +8,6 @@
 
 typedef Onnx__NodeProto NP;
 
-static gboolean
-added (NnicOnnxImport *ctx, const NP *node, const char *name, gboolean ok, GError **error)
-{
-  if (!ok) {
-    nnic_onnx_node_prefix (ctx, node, error);
-    return FALSE;
-  }
-  nnic_onnx_set_output (ctx, node, 0, name);
-  return TRUE;
-}
 
 static gboolean
 no_attrs (NnicOnnxImport *ctx, const NP *node, GError **error)
@@ -58,7 +48,7 @@ convert_add (NnicOnnxImport *ctx, const NP *node, const char *name, GError **err
                           s1, s2);
     return FALSE;
   }
-  return added (ctx, node, name, nnic_model_add_add (ctx->m, name, a->node, b->node, error), error);
+  return nnic_onnx_added (ctx, node, name, nnic_model_add_add (ctx->m, name, a->node, b->node, error), error);
 }
 
 static gboolean
@@ -66,7 +56,7 @@ convert_relu (NnicOnnxImport *ctx, const NP *node, const char *name, GError **er
 {
   OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
   return x && no_attrs (ctx, node, error) &&
-         added (ctx, node, name, nnic_model_add_relu (ctx->m, name, x->node, error), error);
+         nnic_onnx_added (ctx, node, name, nnic_model_add_relu (ctx->m, name, x->node, error), error);
 }
 
 /* Clip's bound `k` (1: min, 2: max): an input from opset 11, an attribute before. */
@@ -116,7 +106,7 @@ convert_clip (NnicOnnxImport *ctx, const NP *node, const char *name, GError **er
     ok = nnic_model_add_relu (ctx->m, name, x->node, error);
   else
     ok = nnic_model_add_hardtanh (ctx->m, name, x->node, lo, hi, error);
-  return added (ctx, node, name, ok, error);
+  return nnic_onnx_added (ctx, node, name, ok, error);
 }
 
 static gboolean
@@ -138,7 +128,7 @@ convert_flatten (NnicOnnxImport *ctx, const NP *node, const char *name, GError *
                           axis);
     return FALSE;
   }
-  return added (ctx, node, name, nnic_model_add_flatten (ctx->m, name, x->node, error), error);
+  return nnic_onnx_added (ctx, node, name, nnic_model_add_flatten (ctx->m, name, x->node, error), error);
 }
 
 static gboolean
@@ -212,7 +202,7 @@ convert_reshape (NnicOnnxImport *ctx, const NP *node, const char *name, GError *
       return FALSE;
     }
   }
-  return added (ctx, node, name, nnic_model_add_reshape (ctx->m, name, x->node, per, nd, error),
+  return nnic_onnx_added (ctx, node, name, nnic_model_add_reshape (ctx->m, name, x->node, per, nd, error),
                 error);
 }
 
@@ -247,7 +237,7 @@ convert_concat (NnicOnnxImport *ctx, const NP *node, const char *name, GError **
                           "axis %" G_GINT64_FORMAT " is not supported (only 1, the channels)", axis);
     return FALSE;
   }
-  return added (ctx, node, name,
+  return nnic_onnx_added (ctx, node, name,
                 nnic_model_add_concat (ctx->m, name, inputs, (int) node->n_input, error), error);
 }
 
@@ -278,7 +268,7 @@ convert_dropout (NnicOnnxImport *ctx, const NP *node, const char *name, GError *
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT, "ratio %g is not in [0, 1)", ratio);
     return FALSE;
   }
-  return added (ctx, node, name, nnic_model_add_dropout (ctx->m, name, x->node, ratio, error),
+  return nnic_onnx_added (ctx, node, name, nnic_model_add_dropout (ctx->m, name, x->node, ratio, error),
                 error);
 }
 
@@ -316,7 +306,7 @@ convert_softmax (NnicOnnxImport *ctx, const NP *node, const char *name, GError *
       return FALSE;
     }
   }
-  return added (ctx, node, name,
+  return nnic_onnx_added (ctx, node, name,
                 nnic_model_add_softmax (ctx->m, name, x->node, (int) axis, error), error);
 }
 

@@ -17,7 +17,6 @@
 static gboolean
 bn1d_setup (NnicNode *node, GError **error)
 {
-  NnicBatchNormSpec *s = &node->spec.bn;
   const NnicNode *in = node->inputs[0];
   if (in->shape_ndim != 1) {
     g_autofree char *shape = nnic_shape_to_string (in->shape_ndim, in->shape);
@@ -32,27 +31,6 @@ bn1d_setup (NnicNode *node, GError **error)
                 in->name, shape);
     return FALSE;
   }
-  if (s->eps == 0.0)
-    s->eps = 1e-5;
-  if (s->momentum == 0.0)
-    s->momentum = 0.1;
-  if (s->num_features <= 0) {
-    op_error (node, error, NNIC_ERROR_ARGUMENT, "num_features must be positive, got %d",
-              s->num_features);
-    return FALSE;
-  }
-  if (!(s->eps > 0.0) || !isfinite (s->eps) || !(s->momentum >= 0.0 && s->momentum <= 1.0)) {
-    op_error (node, error, NNIC_ERROR_ARGUMENT,
-              "eps must be positive and momentum in [0, 1], got eps %g and momentum %g", s->eps,
-              s->momentum);
-    return FALSE;
-  }
-  if (in->shape[0] != s->num_features) {
-    op_error (node, error, NNIC_ERROR_SHAPE,
-              "num_features %d does not match the input's %" G_GINT64_FORMAT " features",
-              s->num_features, in->shape[0]);
-    return FALSE;
-  }
   /* The output is [C] per sample. The entries past shape_ndim are never
    * read as part of the shape (every user goes through shape_ndim); the
    * BatchNorm2d kernels read shape[1] * shape[2] as the plane size, which
@@ -61,25 +39,7 @@ bn1d_setup (NnicNode *node, GError **error)
   node->shape[0] = in->shape[0];
   node->shape[1] = 1;
   node->shape[2] = 1;
-
-  int64_t cshape[1] = { s->num_features };
-  int64_t scalar[1] = { 1 };
-  if (!s->no_affine && (!nnic_node_add_param (node, "weight", TRUE, 1, cshape, error) ||
-                        !nnic_node_add_param (node, "bias", TRUE, 1, cshape, error)))
-    return FALSE;
-  if (!nnic_node_add_param (node, "running_mean", FALSE, 1, cshape, error) ||
-      !nnic_node_add_param (node, "running_var", FALSE, 1, cshape, error) ||
-      !nnic_node_add_param (node, "num_batches_tracked", FALSE, 0, scalar, error))
-    return FALSE;
-  /* PyTorch's values at construction: weight 1, bias 0, running_mean 0,
-   * running_var 1, num_batches_tracked 0 (nnic_model_init_params sets
-   * the same). */
-  const guint first_buffer = s->no_affine ? 0 : 2;
-  if (!s->no_affine)
-    nnic_tensor_fill (node->param[0], 1.0f);
-  nnic_tensor_fill (node->param[first_buffer + 1], 1.0f);
-  op_mode_state (node);
-  return TRUE;
+  return nnic_batchnorm_setup_common (node, "features", error);
 }
 
 /* Forward, backward and reshape are BatchNorm2d's own: called through its

@@ -16,12 +16,14 @@ bn_first_buffer (const NnicNode *node)
   return node->spec.bn.no_affine ? 0 : 2;
 }
 
-static gboolean
-bn_setup (NnicNode *node, GError **error)
+/* What BatchNorm2d and BatchNorm1d set up alike: PyTorch's defaults for
+ * eps and momentum, their checks, num_features against the input's
+ * channels (`what`: "channels" or "features"), and the parameters and
+ * buffers in state_dict order with their values at construction. */
+gboolean
+nnic_batchnorm_setup_common (NnicNode *node, const char *what, GError **error)
 {
   NnicBatchNormSpec *s = &node->spec.bn;
-  if (!op_expect_image (node, 0, error))
-    return FALSE;
   if (s->eps == 0.0)
     s->eps = 1e-5;
   if (s->momentum == 0.0)
@@ -40,14 +42,10 @@ bn_setup (NnicNode *node, GError **error)
   const NnicNode *in = node->inputs[0];
   if (in->shape[0] != s->num_features) {
     op_error (node, error, NNIC_ERROR_SHAPE,
-              "num_features %d does not match the input's %" G_GINT64_FORMAT " channels",
-              s->num_features, in->shape[0]);
+              "num_features %d does not match the input's %" G_GINT64_FORMAT " %s",
+              s->num_features, in->shape[0], what);
     return FALSE;
   }
-  node->shape_ndim = 3;
-  for (int i = 0; i < 3; i++)
-    node->shape[i] = in->shape[i];
-
   int64_t cshape[1] = { s->num_features };
   int64_t scalar[1] = { 1 };
   if (!s->no_affine && (!nnic_node_add_param (node, "weight", TRUE, 1, cshape, error) ||
@@ -57,9 +55,25 @@ bn_setup (NnicNode *node, GError **error)
       !nnic_node_add_param (node, "running_var", FALSE, 1, cshape, error) ||
       !nnic_node_add_param (node, "num_batches_tracked", FALSE, 0, scalar, error))
     return FALSE;
+  /* PyTorch's values at construction: weight 1, bias 0, running_mean 0,
+   * running_var 1, num_batches_tracked 0. */
+  if (!s->no_affine)
+    nnic_tensor_fill (node->param[0], 1.0f);
   nnic_tensor_fill (node->param[bn_first_buffer (node) + 1], 1.0f);
   op_mode_state (node);
   return TRUE;
+}
+
+static gboolean
+bn_setup (NnicNode *node, GError **error)
+{
+  if (!op_expect_image (node, 0, error))
+    return FALSE;
+  const NnicNode *in = node->inputs[0];
+  node->shape_ndim = 3;
+  for (int i = 0; i < 3; i++)
+    node->shape[i] = in->shape[i];
+  return nnic_batchnorm_setup_common (node, "channels", error);
 }
 
 static gboolean

@@ -127,3 +127,7 @@ op_mode_finalize (NnicNode *node)
 {
   g_clear_pointer (&node->state, g_free);
 }
+
+/* BatchNorm1d's and BatchNorm2d's shared setup (batchnorm2d.c), after the
+ * caller has checked its input and set the output shape. */
+gboolean nnic_batchnorm_setup_common (NnicNode *node, const char *what, GError **error);
