@@ -59,23 +59,12 @@ bnn_destroy (gpointer state)
 }
 
 static void
-publish (NnicWrapper *w, const char *name, double v)
+publish_binary (NnicWrapper *w, NnicQuantType type)
 {
-  double old;
-  if (!nnic_wrapper_get_attribute_double (w, name, &old) || old != v)
-    nnic_wrapper_set_attribute_double (w, name, v, NULL);
-}
-
-static void
-publish_binary (NnicWrapper *w, gboolean weight)
-{
-  publish (w, weight ? "weight_scale" : "output_scale", 1);
-  publish (w, weight ? "weight_zero_point" : "output_zero_point", 0);
-  publish (w, weight ? "weight_bits" : "output_bits", 2);
-  publish (w, weight ? "weight_signed" : "output_signed", 1);
-  publish (w, weight ? "weight_min" : "output_min", -1);
-  publish (w, weight ? "weight_max" : "output_max", 1);
-  publish (w, weight ? "weight_binary" : "output_binary", 1);
+  static const NnicQuantParams binary = { .scale = 1, .zero_point = 0, .bits = 2, .is_signed = TRUE,
+                                          .min = -1, .max = 1 };
+  nnic_wrapper_publish_quant (w, type, &binary, NULL);
+  nnic_wrapper_set_attribute_double (w, type == NNIC_QUANT_WEIGHT ? "weight_binary" : "output_binary", 1, NULL);
 }
 
 /* torch.sign, then 0 → +1. */
@@ -93,7 +82,7 @@ bnn_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight, N
 {
   (void) state;
   binarize (weight->f32, out->f32, weight->numel);
-  publish_binary (w, TRUE);
+  publish_binary (w, NNIC_QUANT_WEIGHT);
 }
 
 static void
@@ -101,7 +90,7 @@ bnn_quantize_output (gpointer state, NnicWrapper *w, NnicTensor *y)
 {
   (void) state;
   binarize (y->f32, y->f32, y->numel);
-  publish_binary (w, FALSE);
+  publish_binary (w, NNIC_QUANT_OUTPUT);
 }
 
 /* ClipGrad. */

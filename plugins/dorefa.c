@@ -73,14 +73,6 @@ entry_bits (JsonObject *entry, const char *type)
 }
 
 static void
-publish (NnicWrapper *w, const char *name, double v)
-{
-  double old;
-  if (!nnic_wrapper_get_attribute_double (w, name, &old) || old != v)
-    nnic_wrapper_set_attribute_double (w, name, v, NULL);
-}
-
-static void
 dorefa_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight, NnicTensor *out)
 {
   (void) state;
@@ -104,12 +96,9 @@ dorefa_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight
     for (int64_t i = 0; i < n; i++)
       t[i] = t[i] == t[i] ? 0.0f : t[i]; /* all zero (NaN stays NaN) */
   }
-  publish (w, "weight_scale", scale);
-  publish (w, "weight_zero_point", 0);
-  publish (w, "weight_bits", bits + 1);
-  publish (w, "weight_signed", 1);
-  publish (w, "weight_min", -1);
-  publish (w, "weight_max", 1);
+  const NnicQuantParams p = { .scale = scale, .zero_point = 0, .bits = bits + 1, .is_signed = TRUE,
+                              .min = -1, .max = 1 };
+  nnic_wrapper_publish_quant (w, NNIC_QUANT_WEIGHT, &p, NULL);
 }
 
 static const NnicQuantizerVTable dorefa_vtable = {

@@ -51,17 +51,8 @@ enum { LSQ_INPUT, LSQ_WEIGHT, LSQ_OUTPUT, LSQ_N_TYPES };
 static const char *const type_names[LSQ_N_TYPES] = { "input", "weight", "output" };
 static const NnicQuantType type_bits[LSQ_N_TYPES] = { NNIC_QUANT_INPUT, NNIC_QUANT_WEIGHT, NNIC_QUANT_OUTPUT };
 
-typedef struct {
-  const char *scale, *zero_point, *bits, *is_signed, *min, *max, *step_size;
-} AttrNames;
-
-static const AttrNames attr_names[LSQ_N_TYPES] = {
-  { "input_scale", "input_zero_point", "input_bits", "input_signed", "input_min", "input_max", "input_step_size" },
-  { "weight_scale", "weight_zero_point", "weight_bits", "weight_signed", "weight_min", "weight_max",
-    "weight_step_size" },
-  { "output_scale", "output_zero_point", "output_bits", "output_signed", "output_min", "output_max",
-    "output_step_size" },
-};
+static const char *const step_size_names[LSQ_N_TYPES] = { "input_step_size", "weight_step_size",
+                                                          "output_step_size" };
 
 typedef struct {
   gboolean used;
@@ -122,14 +113,6 @@ check_entries (NnicCompressor *c, GError **error)
 
 /* ---- helpers ---- */
 
-static void
-publish (NnicWrapper *w, const char *name, double v)
-{
-  double old;
-  if (!nnic_wrapper_get_attribute_double (w, name, &old) || old != v)
-    nnic_wrapper_set_attribute_double (w, name, v, NULL);
-}
-
 static LsqScale *
 find_scale (LsqState *s, NnicWrapper *w, int k)
 {
@@ -153,7 +136,7 @@ static void
 sync_in (NnicWrapper *w, int k, LsqScale *ls)
 {
   double v;
-  if (nnic_wrapper_get_attribute_double (w, attr_names[k].step_size, &v) && v != ls->written) {
+  if (nnic_wrapper_get_attribute_double (w, step_size_names[k], &v) && v != ls->written) {
     ls->value->f32[0] = (float) v;
     ls->written = v;
   }
@@ -164,7 +147,7 @@ static void
 sync_out (NnicWrapper *w, int k, LsqScale *ls)
 {
   ls->written = ls->value->f32[0];
-  publish (w, attr_names[k].step_size, ls->written);
+  nnic_wrapper_set_attribute_double (w, step_size_names[k], ls->written, NULL);
 }
 
 /* The parameters of the quantization just made with s. */
@@ -172,14 +155,10 @@ static void
 publish_scale (NnicWrapper *w, int k, LsqScale *ls)
 {
   const float s = ls->value->f32[0];
-  const AttrNames *n = &attr_names[k];
   sync_out (w, k, ls);
-  publish (w, n->scale, s);
-  publish (w, n->zero_point, 0);
-  publish (w, n->bits, ls->bits);
-  publish (w, n->is_signed, 1);
-  publish (w, n->min, -(double) ls->qp * s);
-  publish (w, n->max, (double) ls->qp * s);
+  const NnicQuantParams p = { .scale = s, .zero_point = 0, .bits = ls->bits, .is_signed = TRUE,
+                              .min = -(double) ls->qp * s, .max = (double) ls->qp * s };
+  nnic_wrapper_publish_quant (w, type_bits[k], &p, NULL);
 }
 
 static void
@@ -254,7 +233,7 @@ lsq_create (NnicCompressor *c, GError **error)
           ls->value->f32[0] = init;
       }
       sync_out (w, k, ls);
-      g_autofree char *name = g_strconcat (nnic_wrapper_name (w), ".", attr_names[k].scale, NULL);
+      g_autofree char *name = g_strconcat (nnic_wrapper_name (w), ".", type_names[k], "_scale", NULL);
       if (!nnic_optimizer_add_tensor (opt, name, ls->value, ls->grad, error))
         goto fail;
     }

@@ -1,13 +1,22 @@
 /* naive: NNI's NaiveQuantizer. 8-bit symmetric fake quantization of the
  * weights: scale = max(previous scale, max|w| / 127), w_q = trunc(w /
  * scale) * scale (torch's cast to int8 truncates toward zero). The scale
- * only grows, and is kept as the wrapper attribute "weight_scale" (with
- * "weight_bits" 8, "weight_signed" 1 and zero point 0, what an ONNX
- * export in QDQ form needs). The backward is the straight-through
- * estimator. */
+ * only grows, and is kept as the wrapper attribute "weight_scale", published
+ * with nnic_wrapper_publish_quant (zero point 0, 8 bits, signed, min and
+ * max -/+ 127 scale: what an ONNX export in QDQ form needs). The backward is
+ * the straight-through estimator. */
 #include <nnic/plugin.h>
 
 #include <math.h>
+
+/* int8 with zero point 0: q in [-127, 127] (truncation never reaches -128). */
+static gboolean
+publish (NnicWrapper *w, double scale, GError **error)
+{
+  const NnicQuantParams p = { .scale = scale, .zero_point = 0, .bits = 8, .is_signed = TRUE,
+                              .min = -127 * scale, .max = 127 * scale };
+  return nnic_wrapper_publish_quant (w, NNIC_QUANT_WEIGHT, &p, error);
+}
 
 static gboolean
 naive_setup_wrapper (gpointer state, NnicCompressor *c, NnicWrapper *w, GError **error)
@@ -23,10 +32,7 @@ naive_setup_wrapper (gpointer state, NnicCompressor *c, NnicWrapper *w, GError *
                    nnic_wrapper_name (w), json_array_get_string_element (types, i));
       return FALSE;
     }
-  return nnic_wrapper_set_attribute_double (w, "weight_scale", 0.0, error) &&
-         nnic_wrapper_set_attribute_double (w, "weight_bits", 8, error) &&
-         nnic_wrapper_set_attribute_double (w, "weight_signed", 1, error) &&
-         nnic_wrapper_set_attribute_double (w, "weight_zero_point", 0, error);
+  return publish (w, 0.0, error);
 }
 
 static void
@@ -36,10 +42,10 @@ naive_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight,
   float max = 0.0f;
   for (int64_t i = 0; i < weight->numel; i++)
     max = fmaxf (max, fabsf (weight->f32[i]));
-  double scale = 0.0;
-  nnic_wrapper_get_attribute_double (w, "weight_scale", &scale);
-  scale = fmax (scale, (double) max / 127.0);
-  nnic_wrapper_set_attribute_double (w, "weight_scale", scale, NULL);
+  NnicQuantParams p = { .scale = 0.0 };
+  nnic_wrapper_get_quant (w, NNIC_QUANT_WEIGHT, &p);
+  const double scale = fmax (p.scale, (double) max / 127.0);
+  publish (w, scale, NULL);
   const float s = (float) scale;
   for (int64_t i = 0; i < weight->numel; i++)
     out->f32[i] = s > 0 ? truncf (weight->f32[i] / s) * s : 0.0f;

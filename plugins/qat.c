@@ -94,37 +94,16 @@ check_entries (NnicCompressor *c, GError **error)
 
 /* ---- attributes ---- */
 
-typedef struct {
-  const char *type, *scale, *zero_point, *bits, *is_signed, *min, *max;
-} AttrNames;
-
-static const AttrNames weight_names = { "weight", "weight_scale", "weight_zero_point", "weight_bits",
-                                        "weight_signed", "weight_min", "weight_max" };
-static const AttrNames output_names = { "output", "output_scale", "output_zero_point", "output_bits",
-                                        "output_signed", "output_min", "output_max" };
 #define BIASED_MIN "output_tracked_min_biased"
 #define BIASED_MAX "output_tracked_max_biased"
 
-/* Sets a number attribute, only when it changes (a step allocates nothing
- * then). */
+/* Unsigned integers with a zero point. */
 static void
-publish (NnicWrapper *w, const char *name, double v)
+publish (NnicWrapper *w, NnicQuantType type, int bits, float scale, float zero_point, float min, float max)
 {
-  double old;
-  if (!nnic_wrapper_get_attribute_double (w, name, &old) || old != v)
-    nnic_wrapper_set_attribute_double (w, name, v, NULL);
-}
-
-static void
-publish_all (NnicWrapper *w, const AttrNames *n, int bits, float scale, float zero_point, float min,
-             float max)
-{
-  publish (w, n->scale, scale);
-  publish (w, n->zero_point, zero_point);
-  publish (w, n->bits, bits);
-  publish (w, n->is_signed, 0);
-  publish (w, n->min, min);
-  publish (w, n->max, max);
+  const NnicQuantParams p = { .scale = scale, .zero_point = zero_point, .bits = bits, .is_signed = FALSE,
+                              .min = min, .max = max };
+  nnic_wrapper_publish_quant (w, type, &p, NULL);
 }
 
 /* ---- the arithmetic (float32, torch's order of operations) ---- */
@@ -212,7 +191,7 @@ qat_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight, N
   min_max (weight->f32, weight->numel, &rmin, &rmax);
   quant_params (bits, rmin, rmax, &scale, &zero_point);
   fake_quantize (bits, scale, zero_point, weight->f32, out->f32, weight->numel);
-  publish_all (w, &weight_names, bits, scale, zero_point, rmin, rmax);
+  publish (w, NNIC_QUANT_WEIGHT, bits, scale, zero_point, rmin, rmax);
 }
 
 static void
@@ -222,7 +201,8 @@ qat_quantize_output (gpointer state, NnicWrapper *w, NnicTensor *y)
   if (!active (s, w))
     return;
   const int bits = entry_bits (nnic_wrapper_config (w), "output");
-  double biased_min = 0, biased_max = 0, tmin, tmax;
+  double biased_min = 0, biased_max = 0;
+  NnicQuantParams tracked;
   float tracked_min, tracked_max;
   if (nnic_model_get_training (nnic_compressor_model (s->c))) {
     /* update_ema, in float32: the biased EMA starts at 0. */
@@ -236,19 +216,18 @@ qat_quantize_output (gpointer state, NnicWrapper *w, NnicTensor *y)
     const float correction = 1.0f - powf (decay, (float) nni_step (s));
     tracked_min = bmin / correction;
     tracked_max = bmax / correction;
-    publish (w, BIASED_MIN, bmin);
-    publish (w, BIASED_MAX, bmax);
-  } else if (nnic_wrapper_get_attribute_double (w, output_names.min, &tmin) &&
-             nnic_wrapper_get_attribute_double (w, output_names.max, &tmax)) {
-    tracked_min = (float) tmin;
-    tracked_max = (float) tmax;
+    nnic_wrapper_set_attribute_double (w, BIASED_MIN, bmin, NULL);
+    nnic_wrapper_set_attribute_double (w, BIASED_MAX, bmax, NULL);
+  } else if (nnic_wrapper_get_quant (w, NNIC_QUANT_OUTPUT, &tracked)) {
+    tracked_min = (float) tracked.min;
+    tracked_max = (float) tracked.max;
   } else {
     return; /* evaluation before any range was tracked */
   }
   float scale, zero_point;
   quant_params (bits, tracked_min, tracked_max, &scale, &zero_point);
   fake_quantize (bits, scale, zero_point, y->f32, y->f32, y->numel);
-  publish_all (w, &output_names, bits, scale, zero_point, tracked_min, tracked_max);
+  publish (w, NNIC_QUANT_OUTPUT, bits, scale, zero_point, tracked_min, tracked_max);
 }
 
 static const NnicQuantizerVTable qat_vtable = {

@@ -243,6 +243,89 @@ START_TEST (test_attributes)
 }
 END_TEST
 
+/* nnic_wrapper_publish_quant / nnic_wrapper_get_quant: the six attributes
+ * under their names, read back; an unpublished type is FALSE. */
+START_TEST (test_quant_params)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = cnn ();
+  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_names\": [\"conv1\"]}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  NnicWrapper *w = nnic_compressor_wrapper (c, 0);
+  NnicQuantParams q = { .scale = 42 };
+  for (guint k = 0; k < 3; k++) {
+    static const NnicQuantType types[] = { NNIC_QUANT_WEIGHT, NNIC_QUANT_INPUT, NNIC_QUANT_OUTPUT };
+    ck_assert (!nnic_wrapper_get_quant (w, types[k], &q));
+    ck_assert (!nnic_wrapper_get_quant (w, types[k], NULL));
+  }
+  ck_assert_double_eq (q.scale, 42); /* untouched when FALSE */
+
+  const NnicQuantParams p = { .scale = 0.0123, .zero_point = 17, .bits = 6, .is_signed = FALSE,
+                              .min = -0.25, .max = 1.5 };
+  ck_assert (nnic_wrapper_publish_quant (w, NNIC_QUANT_OUTPUT, &p, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_wrapper_get_quant (w, NNIC_QUANT_OUTPUT, &q));
+  ck_assert_double_eq (q.scale, 0.0123);
+  ck_assert_double_eq (q.zero_point, 17);
+  ck_assert_int_eq (q.bits, 6);
+  ck_assert (!q.is_signed);
+  ck_assert_double_eq (q.min, -0.25);
+  ck_assert_double_eq (q.max, 1.5);
+  static const struct {
+    const char *name;
+    double v;
+  } attrs[] = { { "output_scale", 0.0123 }, { "output_zero_point", 17 }, { "output_bits", 6 },
+                { "output_signed", 0 },     { "output_min", -0.25 },     { "output_max", 1.5 } };
+  for (guint k = 0; k < G_N_ELEMENTS (attrs); k++) {
+    double v = NAN;
+    ck_assert_msg (nnic_wrapper_get_attribute_double (w, attrs[k].name, &v), "%s", attrs[k].name);
+    ck_assert_double_eq (v, attrs[k].v);
+  }
+  /* only that type */
+  ck_assert (!nnic_wrapper_get_quant (w, NNIC_QUANT_WEIGHT, &q));
+  ck_assert (!nnic_wrapper_get_quant (w, NNIC_QUANT_INPUT, &q));
+  ck_assert (!nnic_wrapper_get_attribute_double (w, "weight_scale", NULL));
+
+  /* Publishing again replaces the values; signed is stored as 1. */
+  const NnicQuantParams p2 = { .scale = 0.5, .zero_point = 0, .bits = 8, .is_signed = 7, .min = -64, .max = 63.5 };
+  ck_assert (nnic_wrapper_publish_quant (w, NNIC_QUANT_WEIGHT, &p2, &err));
+  ck_assert (nnic_wrapper_publish_quant (w, NNIC_QUANT_OUTPUT, &p2, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  double v = 0;
+  ck_assert (nnic_wrapper_get_attribute_double (w, "weight_signed", &v));
+  ck_assert_double_eq (v, 1);
+  ck_assert (nnic_wrapper_get_quant (w, NNIC_QUANT_OUTPUT, &q));
+  ck_assert_double_eq (q.scale, 0.5);
+  ck_assert_int_eq (q.bits, 8);
+  ck_assert (q.is_signed);
+  ck_assert_double_eq (q.max, 63.5);
+
+  /* Set by hand, as older checkpoints may hold: absent values read as
+   * zero point 0, 8 bits, unsigned, min/max NaN; bits that are no whole
+   * number read as -1. */
+  ck_assert (nnic_wrapper_set_attribute_double (w, "input_scale", 0.25, &err));
+  ck_assert (nnic_wrapper_get_quant (w, NNIC_QUANT_INPUT, &q));
+  ck_assert_double_eq (q.scale, 0.25);
+  ck_assert_double_eq (q.zero_point, 0);
+  ck_assert_int_eq (q.bits, 8);
+  ck_assert (!q.is_signed);
+  ck_assert (isnan (q.min) && isnan (q.max));
+  ck_assert (nnic_wrapper_set_attribute_double (w, "input_bits", 4.5, &err));
+  ck_assert (nnic_wrapper_get_quant (w, NNIC_QUANT_INPUT, &q));
+  ck_assert_int_eq (q.bits, -1);
+  ck_assert (nnic_wrapper_set_attribute_double (w, "input_bits", NAN, &err));
+  ck_assert (nnic_wrapper_get_quant (w, NNIC_QUANT_INPUT, &q));
+  ck_assert_int_eq (q.bits, -1);
+
+  /* A type that is not one of the three is an error. */
+  ck_assert (!nnic_wrapper_publish_quant (w, NNIC_QUANT_WEIGHT | NNIC_QUANT_OUTPUT, &p, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "quant type");
+  g_clear_error (&err);
+  ck_assert (!nnic_wrapper_get_quant (w, NNIC_QUANT_WEIGHT | NNIC_QUANT_OUTPUT, &q));
+}
+END_TEST
+
 /* NNI's NaiveQuantizer.quantize_weight for a fresh wrapper. */
 static void
 naive_by_hand (NnicTensor *w)
@@ -1049,6 +1132,7 @@ main (void)
   tcase_add_test (tc, test_agp_bad_span);
   tcase_add_test (tc, test_collectors);
   tcase_add_test (tc, test_attributes);
+  tcase_add_test (tc, test_quant_params);
   tcase_add_test (tc, test_naive_quantizer);
   tcase_add_test (tc, test_creation_errors);
   tcase_add_test (tc, test_input_output_quantization);

@@ -75,4 +75,6 @@ run_compress linear_gradual "^fc1 .* 60.00%$" linear_gradual \
   '[{"final_sparsity": 0.6, "epochs": 2, "op_types": ["default"]}]' --finetune-epochs 2 --masker row_level
 run_compress least_active "^conv2 .* 50.00%$" least_active '[{"sparsity": 0.5, "op_types": ["Conv2d"]}]'
 run_compress sign_clip "^accuracy after: " sign_clip \
-  '[{"quant_types": ["weight"], "quant_bits": 1, "op_types": ["Conv2d", "Linear"]}]'
+  '[{"quant_types": ["weight"], "quant_bits": 1, "op_types": ["Conv2d", "Linear"]}]' --export-onnx "$tmp/sign_clip.onnx"
+[ -s "$tmp/sign_clip.onnx" ] || { echo "FAIL: sign_clip: --export-onnx wrote nothing"; exit 1; }
+echo "ok   sign_clip's published parameters export to ONNX"

@@ -7,41 +7,27 @@
 
 #include <math.h>
 
-static const struct {
-  NnicQuantType type;
-  const char *prefix;
-} quant_kinds[] = {
-  { NNIC_QUANT_WEIGHT, "weight" },
-  { NNIC_QUANT_INPUT, "input" },
-  { NNIC_QUANT_OUTPUT, "output" },
-};
+static const NnicQuantType quant_kinds[] = { NNIC_QUANT_WEIGHT, NNIC_QUANT_INPUT, NNIC_QUANT_OUTPUT };
 
 /* FALSE when the wrapper's quantizer published no parameters for it. */
 static gboolean
-quant_param (NnicWrapper *w, guint kind, NnicOnnxQuantParam *p)
+quant_param (NnicWrapper *w, NnicQuantType type, NnicOnnxQuantParam *p)
 {
-  const char *prefix = quant_kinds[kind].prefix;
-  g_autofree char *scale = g_strconcat (prefix, "_scale", NULL);
-  g_autofree char *zero = g_strconcat (prefix, "_zero_point", NULL);
-  g_autofree char *bits = g_strconcat (prefix, "_bits", NULL);
-  g_autofree char *sign = g_strconcat (prefix, "_signed", NULL);
-  double s, z = 0, b = 8, is_signed = 0;
-  if (!(w->quant_types & quant_kinds[kind].type) || !nnic_wrapper_get_attribute_double (w, scale, &s))
+  NnicQuantParams q;
+  if (!(w->quant_types & type) || !nnic_wrapper_get_quant (w, type, &q))
     return FALSE;
-  nnic_wrapper_get_attribute_double (w, zero, &z);
-  nnic_wrapper_get_attribute_double (w, bits, &b);
-  nnic_wrapper_get_attribute_double (w, sign, &is_signed);
   /* Out-of-range values are refused by the exporter; keep the casts defined. */
-  if (!isfinite (z) || !isfinite (b) || fabs (z) > 1e6 || fabs (b) > 64 || z != floor (z) || b != floor (b))
-    z = b = -1;
+  double z = q.zero_point;
+  if (!isfinite (z) || fabs (z) > 1e6 || z != floor (z) || q.bits < 0)
+    z = q.bits = -1;
   *p = (NnicOnnxQuantParam) {
     .node = nnic_wrapper_name (w),
-    .type = quant_kinds[kind].type,
-    .scale = s,
+    .type = type,
+    .scale = q.scale,
     .zero_point = (int) z,
-    .bits = (int) b,
-    .is_signed = is_signed != 0,
-    .fake_quantized = quant_kinds[kind].type == NNIC_QUANT_WEIGHT ? w->qweight : NULL,
+    .bits = q.bits,
+    .is_signed = q.is_signed,
+    .fake_quantized = type == NNIC_QUANT_WEIGHT ? w->qweight : NULL,
   };
   return TRUE;
 }
@@ -54,7 +40,7 @@ nnic_compressor_export_onnx (NnicCompressor *c, const char *path, GError **error
     NnicWrapper *w = nnic_compressor_wrapper (c, i);
     for (guint k = 0; k < G_N_ELEMENTS (quant_kinds); k++) {
       NnicOnnxQuantParam p;
-      if (quant_param (w, k, &p))
+      if (quant_param (w, quant_kinds[k], &p))
         g_array_append_val (params, p);
     }
   }

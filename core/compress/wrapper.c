@@ -254,7 +254,12 @@ nnic_wrapper_set_attribute_double (NnicWrapper *w, const char *name, double v, G
 {
   if (!check_attr_name (w, name, error))
     return FALSE;
-  NnicAttr *a = g_new0 (NnicAttr, 1);
+  NnicAttr *a = g_hash_table_lookup (w->attrs, name);
+  if (a && !a->tensor) { /* in place: a quantizer sets its numbers at every step */
+    a->value = v;
+    return TRUE;
+  }
+  a = g_new0 (NnicAttr, 1);
   a->value = v;
   g_hash_table_replace (w->attrs, g_strdup (name), a);
   return TRUE;
@@ -292,4 +297,69 @@ nnic_wrapper_get_attribute_tensor (const NnicWrapper *w, const char *name)
 {
   NnicAttr *a = g_hash_table_lookup (w->attrs, name);
   return a ? a->tensor : NULL;
+}
+
+/* ---- quantization parameters ---- */
+
+enum { QP_SCALE, QP_ZERO_POINT, QP_BITS, QP_SIGNED, QP_MIN, QP_MAX, QP_N };
+
+/* The attribute names of each quant type, in the order above. */
+static const char *const *
+quant_attr_names (NnicQuantType type)
+{
+  static const char *const input[QP_N] = { "input_scale", "input_zero_point", "input_bits",
+                                           "input_signed", "input_min", "input_max" };
+  static const char *const weight[QP_N] = { "weight_scale", "weight_zero_point", "weight_bits",
+                                            "weight_signed", "weight_min", "weight_max" };
+  static const char *const output[QP_N] = { "output_scale", "output_zero_point", "output_bits",
+                                            "output_signed", "output_min", "output_max" };
+  switch (type) {
+  case NNIC_QUANT_INPUT:
+    return input;
+  case NNIC_QUANT_WEIGHT:
+    return weight;
+  case NNIC_QUANT_OUTPUT:
+    return output;
+  default:
+    return NULL;
+  }
+}
+
+gboolean
+nnic_wrapper_publish_quant (NnicWrapper *w, NnicQuantType type, const NnicQuantParams *p, GError **error)
+{
+  const char *const *names = quant_attr_names (type);
+  if (!names || !p) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "%s: %s", nnic_wrapper_name (w),
+                 !p ? "no quantization parameters given"
+                    : "the quant type must be one of NNIC_QUANT_WEIGHT, _INPUT and _OUTPUT");
+    return FALSE;
+  }
+  const double v[QP_N] = { p->scale, p->zero_point, p->bits, p->is_signed ? 1 : 0, p->min, p->max };
+  for (int i = 0; i < QP_N; i++)
+    if (!nnic_wrapper_set_attribute_double (w, names[i], v[i], error))
+      return FALSE;
+  return TRUE;
+}
+
+gboolean
+nnic_wrapper_get_quant (const NnicWrapper *w, NnicQuantType type, NnicQuantParams *p)
+{
+  const char *const *names = quant_attr_names (type);
+  double v[QP_N] = { 0, 0, 8, 0, NAN, NAN }; /* what an absent attribute reads as */
+  if (!names || !nnic_wrapper_get_attribute_double (w, names[QP_SCALE], &v[QP_SCALE]))
+    return FALSE;
+  for (int i = QP_SCALE + 1; i < QP_N; i++)
+    nnic_wrapper_get_attribute_double (w, names[i], &v[i]);
+  if (p)
+    *p = (NnicQuantParams) {
+      .scale = v[QP_SCALE],
+      .zero_point = v[QP_ZERO_POINT],
+      /* a cast of NaN or of a huge number is undefined: -1 stands for "not a bit width" */
+      .bits = v[QP_BITS] >= 0 && v[QP_BITS] <= 64 && v[QP_BITS] == floor (v[QP_BITS]) ? (int) v[QP_BITS] : -1,
+      .is_signed = v[QP_SIGNED] != 0,
+      .min = v[QP_MIN],
+      .max = v[QP_MAX],
+    };
+  return TRUE;
 }

@@ -214,6 +214,32 @@ gboolean nnic_wrapper_set_attribute_tensor (NnicWrapper *w, const char *name, Nn
                                             GError **error);
 NnicTensor *nnic_wrapper_get_attribute_tensor (const NnicWrapper *w, const char *name);
 
+/* How a quantized tensor maps to integers q: (q - zero_point) * scale is
+ * its fake-quantized value; q has `bits` bits, signed or not; [min, max]
+ * is the float range the quantizer calibrated (its tracked range, or the
+ * range of its grid). */
+typedef struct {
+  double scale, zero_point;
+  int bits;
+  gboolean is_signed;
+  double min, max;
+} NnicQuantParams;
+
+/* Publishes how the wrapper's tensor of `type` (one of NNIC_QUANT_WEIGHT,
+ * _INPUT, _OUTPUT) maps to integers, as the number attributes "<t>_scale",
+ * "<t>_zero_point", "<t>_bits", "<t>_signed" (1 or 0), "<t>_min" and
+ * "<t>_max" (t = weight, input, output), which exports
+ * (nnic_compressor_export_onnx) and checkpoints read. A quantizer calls it
+ * after each quantization; a value that is already there is updated in
+ * place (nothing is allocated). */
+gboolean nnic_wrapper_publish_quant (NnicWrapper *w, NnicQuantType type, const NnicQuantParams *p,
+                                     GError **error);
+/* Reads them back; FALSE when nothing was published for that type (no
+ * "<t>_scale"). An attribute that is absent reads as zero_point 0, bits 8,
+ * unsigned, min and max NaN; bits is -1 when "<t>_bits" is not a whole
+ * number in [0, 64]. `p` may be NULL. */
+gboolean nnic_wrapper_get_quant (const NnicWrapper *w, NnicQuantType type, NnicQuantParams *p);
+
 /* ---- activation collectors ---- */
 
 /* Called after each forward of every wrapped node with its output. */
