@@ -62,15 +62,6 @@ forward (NnicModel *m, const float *xs)
   NNIC_ASSERT_NO_ERROR (err);
 }
 
-static NnicConfigList *
-config (const char *json)
-{
-  GError *err = NULL;
-  NnicConfigList *cl = nnic_config_list_new_from_json (json, "test", &err);
-  NNIC_ASSERT_NO_ERROR (err);
-  return cl;
-}
-
 /* SGD whose steps leave the weights alone (lr 0; no backward runs, so the
  * grads are zero anyway): the steps only drive the masks. */
 static NnicOptimizer *
@@ -177,7 +168,7 @@ timing_and_removal (const char *algorithm, guint want_a, guint want_b)
   GError *err = NULL;
   g_autoptr (NnicModel) m = two_convs ();
   g_autoptr (NnicOptimizer) opt = still_sgd (m);
-  g_autoptr (NnicConfigList) cl = config (
+  g_autoptr (NnicConfigList) cl = nnic_test_config (
       "[{\"sparsity\": 0.5, \"op_names\": [\"a\"], \"statistics_batch_num\": 2},"
       " {\"sparsity\": 0.34, \"op_names\": [\"b\"]}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, algorithm, cl, opt, NULL, &err);
@@ -248,7 +239,7 @@ prune_a (const char *algorithm, const char *config_json, const float *const *bat
   GError *err = NULL;
   g_autoptr (NnicModel) m = two_convs ();
   g_autoptr (NnicOptimizer) opt = still_sgd (m);
-  g_autoptr (NnicConfigList) cl = config (config_json);
+  g_autoptr (NnicConfigList) cl = nnic_test_config (config_json);
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, algorithm, cl, opt, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
   ck_assert (nnic_compressor_compress (c, &err));
@@ -296,7 +287,7 @@ START_TEST (test_without_optimizer)
 {
   GError *err = NULL;
   g_autoptr (NnicModel) m = two_convs ();
-  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_names\": [\"a\"], \"statistics_batch_num\": 2}]");
+  g_autoptr (NnicConfigList) cl = nnic_test_config ("[{\"sparsity\": 0.5, \"op_names\": [\"a\"], \"statistics_batch_num\": 2}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "apoz", cl, NULL, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
   NnicWrapper *a = nnic_compressor_find_wrapper (c, "a");
@@ -352,7 +343,7 @@ START_TEST (test_errors)
   assert_refused (cnn, "mean_activation", "[{\"sparsity\": 0.5, \"op_names\": [\"fc2\"]}]", NNIC_ERROR_CONFIG,
                   "layer 'fc2' is Linear");
   /* A valid entry is accepted, with the defaults. */
-  g_autoptr (NnicConfigList) ok = config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"], \"activation\": \"relu6\"}]");
+  g_autoptr (NnicConfigList) ok = nnic_test_config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"], \"activation\": \"relu6\"}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (cnn, "apoz", ok, NULL, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
 }

@@ -14,38 +14,6 @@ cnn (void)
   return m;
 }
 
-static NnicConfigList *
-config (const char *json)
-{
-  GError *err = NULL;
-  NnicConfigList *cl = nnic_config_list_new_from_json (json, "test", &err);
-  NNIC_ASSERT_NO_ERROR (err);
-  return cl;
-}
-
-/* One SGD step on a random batch. */
-static void
-train_step (NnicModel *m, NnicOptimizer *opt, guint64 seed)
-{
-  GError *err = NULL;
-  NnicRng r;
-  nnic_rng_seed (&r, seed);
-  g_autoptr (NnicTensor) x = nnic_tensor_new_f32 (&err, 4, (int64_t) 8, (int64_t) 1, (int64_t) 28, (int64_t) 28);
-  int64_t b = 8;
-  g_autoptr (NnicTensor) y = nnic_tensor_new (NNIC_DTYPE_I64, 1, &b, &err);
-  for (int64_t i = 0; i < x->numel; i++)
-    x->f32[i] = (float) nnic_rng_uniform (&r);
-  for (int64_t i = 0; i < 8; i++)
-    y->i64[i] = (int64_t) nnic_rng_below (&r, 10);
-  const NnicTensor *logits = nnic_model_forward (m, x, &err);
-  g_autoptr (NnicTensor) g = nnic_tensor_new_like (logits, &err);
-  nnic_cross_entropy (logits, y, g, NULL, &err);
-  nnic_model_zero_grad (m);
-  ck_assert (nnic_model_backward (m, g, &err));
-  NNIC_ASSERT_NO_ERROR (err);
-  nnic_optimizer_step (opt);
-}
-
 static int64_t
 count_zeros (const NnicTensor *t)
 {
@@ -60,13 +28,13 @@ START_TEST (test_level_masks_stay_through_training_and_export)
   GError *err = NULL;
   g_autoptr (NnicModel) m = cnn ();
   g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.1, .momentum = 0.9 }, &err);
-  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.8, \"op_types\": [\"default\"]}]");
+  g_autoptr (NnicConfigList) cl = nnic_test_config ("[{\"sparsity\": 0.8, \"op_types\": [\"default\"]}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, opt, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
   ck_assert_uint_eq (nnic_compressor_n_wrappers (c), 4);
   ck_assert (nnic_compressor_compress (c, &err));
   for (int s = 0; s < 3; s++)
-    train_step (m, opt, (guint64) s);
+    nnic_test_train_step (m, opt, (guint64) s);
   ck_assert_uint_eq (nnic_compressor_steps (c), 3);
   for (guint i = 0; i < 4; i++) {
     NnicWrapper *w = nnic_compressor_wrapper (c, i);
@@ -113,7 +81,7 @@ START_TEST (test_no_optimizer_masks_in_forward)
 {
   GError *err = NULL;
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_names\": [\"fc1\"]}]");
+  g_autoptr (NnicConfigList) cl = nnic_test_config ("[{\"sparsity\": 0.5, \"op_names\": [\"fc1\"]}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, NULL, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
   ck_assert (nnic_compressor_compress (c, &err));
@@ -143,7 +111,7 @@ START_TEST (test_agp_schedule)
   GError *err = NULL;
   g_autoptr (NnicModel) m = cnn ();
   g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.01 }, &err);
-  g_autoptr (NnicConfigList) cl = config (
+  g_autoptr (NnicConfigList) cl = nnic_test_config (
       "[{\"initial_sparsity\": 0.1, \"final_sparsity\": 0.8, \"start_epoch\": 0, \"end_epoch\": 5,"
       "  \"frequency\": 2, \"op_types\": [\"default\"]}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "agp", cl, opt, NULL, &err);
@@ -154,7 +122,7 @@ START_TEST (test_agp_schedule)
   double last = 0;
   for (int epoch = 0; epoch < 7; epoch++) {
     ck_assert (nnic_compressor_update_epoch (c, (guint) epoch, &err));
-    train_step (m, opt, (guint64) epoch);
+    nnic_test_train_step (m, opt, (guint64) epoch);
     /* Masks move only on due epochs: (epoch - start) % frequency == 0. */
     double want = epoch % 2 == 0 ? agp_formula (0.1, 0.8, 0, 5, 2, epoch) : last;
     ck_assert_msg (fabs (nnic_wrapper_sparsity (fc1) - want) < 1e-5, "epoch %d: sparsity %g, NNI's formula %g",
@@ -170,7 +138,7 @@ START_TEST (test_agp_bad_span)
 {
   GError *err = NULL;
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config (
+  g_autoptr (NnicConfigList) cl = nnic_test_config (
       "[{\"final_sparsity\": 0.8, \"start_epoch\": 0, \"end_epoch\": 2, \"frequency\": 2, \"op_types\": [\"default\"]}]");
   ck_assert_ptr_null (nnic_compressor_new (m, "agp", cl, NULL, NULL, &err));
   NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "must exceed frequency");
@@ -198,7 +166,7 @@ START_TEST (test_collectors)
 {
   GError *err = NULL;
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
+  g_autoptr (NnicConfigList) cl = nnic_test_config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, NULL, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
   Count a = { 0 }, b = { 0 };
@@ -226,7 +194,7 @@ START_TEST (test_attributes)
 {
   GError *err = NULL;
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_names\": [\"conv1\"]}]");
+  g_autoptr (NnicConfigList) cl = nnic_test_config ("[{\"sparsity\": 0.5, \"op_names\": [\"conv1\"]}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, NULL, NULL, &err);
   NnicWrapper *w = nnic_compressor_wrapper (c, 0);
   double v = 0;
@@ -249,7 +217,7 @@ START_TEST (test_quant_params)
 {
   GError *err = NULL;
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_names\": [\"conv1\"]}]");
+  g_autoptr (NnicConfigList) cl = nnic_test_config ("[{\"sparsity\": 0.5, \"op_names\": [\"conv1\"]}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, NULL, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
   NnicWrapper *w = nnic_compressor_wrapper (c, 0);
@@ -349,7 +317,7 @@ START_TEST (test_naive_quantizer)
       naive_by_hand (p->value);
   }
   g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.01, .momentum = 0.5 }, &err);
-  g_autoptr (NnicConfigList) cl = config (
+  g_autoptr (NnicConfigList) cl = nnic_test_config (
       "[{\"quant_types\": [\"weight\"], \"quant_bits\": 8, \"op_types\": [\"Conv2d\", \"Linear\"]}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "naive", cl, opt, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
@@ -374,14 +342,14 @@ START_TEST (test_naive_quantizer)
 
   /* Training updates the real float weights (straight-through gradient). */
   g_autoptr (NnicTensor) before = nnic_tensor_copy (nnic_wrapper_weight (w), &err);
-  train_step (m, opt, 1);
+  nnic_test_train_step (m, opt, 1);
   NnicTensor *after = nnic_wrapper_weight (w);
   int moved = 0;
   for (int64_t i = 0; i < after->numel; i++)
     moved += after->f32[i] != before->f32[i];
   ck_assert_int_gt (moved, after->numel / 4);
 
-  g_autoptr (NnicConfigList) bad = config (
+  g_autoptr (NnicConfigList) bad = nnic_test_config (
       "[{\"quant_types\": [\"output\"], \"quant_bits\": 8, \"op_types\": [\"Linear\"]}]");
   g_autoptr (NnicCompressor) c2 = nnic_compressor_new (m, "naive", bad, NULL, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
@@ -400,7 +368,7 @@ START_TEST (test_input_output_quantization)
   setenv ("NNIC_PLUGIN_PATH", path, 1);
   nnic_registry_reset ();
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config (
+  g_autoptr (NnicConfigList) cl = nnic_test_config (
       "[{\"quant_types\": [\"input\", \"output\"], \"quant_bits\": 8, \"op_names\": [\"fc2\"]}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "test_clip_quant", cl, NULL, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
@@ -478,12 +446,12 @@ START_TEST (test_checkpoint_round_trip)
   GError *err = NULL;
   g_autofree char *dir = nnic_test_tmpdir ();
   g_autofree char *path = g_build_filename (dir, "ck.safetensors", NULL);
-  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.6, \"op_types\": [\"default\"]}]");
+  g_autoptr (NnicConfigList) cl = nnic_test_config ("[{\"sparsity\": 0.6, \"op_types\": [\"default\"]}]");
   g_autoptr (NnicModel) m = cnn ();
   g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.05 }, &err);
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "level", cl, opt, NULL, &err);
   ck_assert (nnic_compressor_compress (c, &err));
-  train_step (m, opt, 7);
+  nnic_test_train_step (m, opt, 7);
   NnicWrapper *w = nnic_compressor_find_wrapper (c, "conv2");
   ck_assert (nnic_wrapper_set_attribute_double (w, "threshold", 0.1234567890123, &err));
   NnicTensor *t = nnic_tensor_new_f32 (&err, 1, (int64_t) 50);
@@ -528,7 +496,7 @@ START_TEST (test_checkpoint_round_trip)
   ck_assert_double_eq_tol (nnic_wrapper_sparsity (nnic_compressor_wrapper (c5, 0)), 0.6, 0.01);
 
   /* Another algorithm's checkpoint, or a plain weights file, is refused. */
-  g_autoptr (NnicConfigList) agp = config ("[{\"final_sparsity\": 0.5, \"end_epoch\": 3, \"op_types\": [\"default\"]}]");
+  g_autoptr (NnicConfigList) agp = nnic_test_config ("[{\"final_sparsity\": 0.5, \"end_epoch\": 3, \"op_types\": [\"default\"]}]");
   g_autoptr (NnicCompressor) c3 = nnic_compressor_new (m2, "agp", agp, NULL, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
   ck_assert (!nnic_compressor_load_checkpoint (c3, path, &err));
@@ -563,7 +531,7 @@ START_TEST (test_dependency_aware)
 {
   GError *err = NULL;
   g_autoptr (NnicModel) m = nnic_model_new_builtin ("resnet8", 3, 32, 32, 10, &err);
-  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
+  g_autoptr (NnicConfigList) cl = nnic_test_config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "l1filter", cl, NULL,
                                                       &(NnicCompressorOptions) { .dependency_aware = TRUE }, &err);
   NNIC_ASSERT_NO_ERROR (err);
@@ -587,7 +555,7 @@ START_TEST (test_dependency_aware)
   g_autoptr (GString) b = pruned_channels (nnic_compressor_find_wrapper (c2, "layer2.0.conv2"));
   ck_assert (!g_str_equal (a->str, b->str));
   /* A masker without channel scores cannot run dependency-aware. */
-  g_autoptr (NnicConfigList) lv = config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
+  g_autoptr (NnicConfigList) lv = nnic_test_config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
   g_autoptr (NnicCompressor) c3 = nnic_compressor_new (m2, "level", lv, NULL,
                                                        &(NnicCompressorOptions) { .dependency_aware = TRUE }, &err);
   ck_assert (!nnic_compressor_compress (c3, &err));
@@ -602,7 +570,7 @@ START_TEST (test_lottery_ticket)
   g_autoptr (NnicModel) m = cnn ();
   g_autoptr (NnicTensor) initial = nnic_tensor_copy (nnic_model_find_param (m, "fc1.weight", &err)->value, &err);
   g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.1 }, &err);
-  g_autoptr (NnicConfigList) cl = config (
+  g_autoptr (NnicConfigList) cl = nnic_test_config (
       "[{\"sparsity\": 0.8, \"op_types\": [\"default\"], \"prune_iterations\": 3, \"epochs_per_iteration\": 2}]");
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "lottery_ticket", cl, opt, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
@@ -623,7 +591,7 @@ START_TEST (test_lottery_ticket)
       for (int64_t i = 0; i < wt->numel; i++)
         ck_assert_float_eq (wt->f32[i], mask->u8[i] ? initial->f32[i] : 0.0f);
     }
-    train_step (m, opt, epoch);
+    nnic_test_train_step (m, opt, epoch);
   }
 }
 END_TEST
@@ -686,8 +654,8 @@ train_two_steps (NnicModel *m, NnicOptimizer *opt, guint epoch, gpointer user_da
 {
   (void) error;
   (*(int *) user_data)++;
-  train_step (m, opt, epoch * 2);
-  train_step (m, opt, epoch * 2 + 1);
+  nnic_test_train_step (m, opt, epoch * 2);
+  nnic_test_train_step (m, opt, epoch * 2 + 1);
   return TRUE;
 }
 
@@ -695,7 +663,7 @@ START_TEST (test_admm)
 {
   GError *err = NULL;
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config (
+  g_autoptr (NnicConfigList) cl = nnic_test_config (
       "[{\"sparsity\": 0.5, \"op_types\": [\"default\"], \"num_iterations\": 2, \"training_epochs\": 3, \"row\": 0.001}]");
   int epochs = 0;
   NnicCompressorOptions o = { .masker = "level", .trainer = train_two_steps, .trainer_data = &epochs };
@@ -745,7 +713,7 @@ static NnicCompressor *
 sa_run (NnicModel *m, const char *json, SaScores *scores)
 {
   GError *err = NULL;
-  g_autoptr (NnicConfigList) cl = config (json);
+  g_autoptr (NnicConfigList) cl = nnic_test_config (json);
   NnicCompressorOptions o = { .evaluator = sa_score, .evaluator_data = scores };
   scores->calls = 0;
   scores->best = -INFINITY;
@@ -822,7 +790,7 @@ START_TEST (test_simulated_annealing)
 
   /* Without an evaluator it says what it needs, and leaves the weights. */
   g_autoptr (NnicModel) m5 = cnn ();
-  g_autoptr (NnicConfigList) cl = config (json);
+  g_autoptr (NnicConfigList) cl = nnic_test_config (json);
   g_autoptr (NnicCompressor) c5 = nnic_compressor_new (m5, "simulated_annealing", cl, NULL, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
   ck_assert (!nnic_compressor_compress (c5, &err));
@@ -859,7 +827,7 @@ START_TEST (test_netadapt)
   GError *err = NULL;
   const char *json = "[{\"sparsity\": 0.3, \"op_types\": [\"default\"], \"sparsity_per_iteration\": 0.1}]";
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config (json);
+  g_autoptr (NnicConfigList) cl = nnic_test_config (json);
   NaCounts n = { 0 };
   NnicCompressorOptions o = { .trainer = na_train, .trainer_data = &n, .evaluator = na_score, .evaluator_data = &n };
   g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "netadapt", cl, NULL, &o, &err);
@@ -934,7 +902,7 @@ START_TEST (test_netadapt)
   ck_assert_double_eq (nnic_wrapper_sparsity (nnic_compressor_find_wrapper (c3, "fc1")), 0.0);
   /* Layers too small for the overall target are refused up front. */
   g_autoptr (NnicModel) small = cnn ();
-  g_autoptr (NnicConfigList) convs = config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
+  g_autoptr (NnicConfigList) convs = nnic_test_config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
   NnicCompressorOptions lv = { .masker = "level" };
   ck_assert_ptr_null (nnic_compressor_new (small, "netadapt", convs, NULL, &lv, &err));
   NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "netadapt: the configured layers hold 25500 of the model's 430500 Conv2d and Linear weights (5.9%), too few for the overall sparsity 0.5");
@@ -966,7 +934,7 @@ START_TEST (test_sensitivity_pruner)
   GError *err = NULL;
   const char *json = "[{\"sparsity\": 0.5, \"op_types\": [\"default\"]}]";
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config (json);
+  g_autoptr (NnicConfigList) cl = nnic_test_config (json);
   SpScore sc = { 1.0, 0 };
   int dummy = 0;
   ck_assert (weight_mass (m, &sc.reference, &dummy, &err));
@@ -1017,7 +985,7 @@ START_TEST (test_sensitivity_pruner)
 
   /* Fine-tuning asked for without a trainer: an error, the model as it was. */
   g_autoptr (NnicModel) m3 = cnn ();
-  g_autoptr (NnicConfigList) cl3 = config ("[{\"sparsity\": 0.5, \"op_types\": [\"default\"], \"finetune_epochs\": 1}]");
+  g_autoptr (NnicConfigList) cl3 = nnic_test_config ("[{\"sparsity\": 0.5, \"op_types\": [\"default\"], \"finetune_epochs\": 1}]");
   SpScore sc3 = { sc.reference, 0 };
   NnicCompressorOptions o3 = { .evaluator = sp_score, .evaluator_data = &sc3 };
   g_autoptr (NnicCompressor) c3 = nnic_compressor_new (m3, "sensitivity", cl3, NULL, &o3, &err);
@@ -1061,7 +1029,7 @@ START_TEST (test_auto_compress)
 {
   GError *err = NULL;
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config (
+  g_autoptr (NnicConfigList) cl = nnic_test_config (
       "[{\"sparsity\": 0.5, \"op_types\": [\"default\"], \"num_iterations\": 2, \"start_temperature\": 100, "
       "\"stop_temperature\": 60, \"cool_down_rate\": 0.8, \"admm_num_iterations\": 2, "
       "\"admm_training_epochs\": 1, \"row\": 0.001}]");
@@ -1111,7 +1079,7 @@ START_TEST (test_creation_errors)
 {
   GError *err = NULL;
   g_autoptr (NnicModel) m = cnn ();
-  g_autoptr (NnicConfigList) cl = config ("[{\"sparsity\": 0.5, \"op_types\": [\"ReLU6\"]}]");
+  g_autoptr (NnicConfigList) cl = nnic_test_config ("[{\"sparsity\": 0.5, \"op_types\": [\"ReLU6\"]}]");
   ck_assert_ptr_null (nnic_compressor_new (m, "level", cl, NULL, NULL, &err));
   NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "selects 'relu1' (ReLU6), which has no weight to prune");
   g_clear_error (&err);

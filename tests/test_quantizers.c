@@ -11,15 +11,6 @@
 
 /* ---- helpers ---- */
 
-static NnicConfigList *
-config (const char *json)
-{
-  GError *err = NULL;
-  NnicConfigList *cl = nnic_config_list_new_from_json (json, "test", &err);
-  NNIC_ASSERT_NO_ERROR (err);
-  return cl;
-}
-
 /* input (n_in features) → Linear "fc" (n_in → n_out), bias 0. */
 static NnicModel *
 linear_model (int n_in, int n_out, const float *weight)
@@ -75,7 +66,7 @@ static NnicCompressor *
 make (NnicModel *m, const char *algorithm, const char *json, NnicOptimizer *opt)
 {
   GError *err = NULL;
-  g_autoptr (NnicConfigList) cl = config (json);
+  g_autoptr (NnicConfigList) cl = nnic_test_config (json);
   NnicCompressor *c = nnic_compressor_new (m, algorithm, cl, opt, NULL, &err);
   NNIC_ASSERT_NO_ERROR (err);
   ck_assert (nnic_compressor_compress (c, &err));
@@ -671,31 +662,6 @@ END_TEST
 
 /* ---- through the compressor, on nni_cnn ---- */
 
-static double
-train_step (NnicModel *m, NnicOptimizer *opt, guint64 seed)
-{
-  GError *err = NULL;
-  NnicRng r;
-  nnic_rng_seed (&r, seed);
-  g_autoptr (NnicTensor) x = nnic_tensor_new_f32 (&err, 4, (int64_t) 8, (int64_t) 1, (int64_t) 28, (int64_t) 28);
-  int64_t b = 8;
-  g_autoptr (NnicTensor) y = nnic_tensor_new (NNIC_DTYPE_I64, 1, &b, &err);
-  for (int64_t i = 0; i < x->numel; i++)
-    x->f32[i] = (float) nnic_rng_uniform (&r);
-  for (int64_t i = 0; i < 8; i++)
-    y->i64[i] = (int64_t) nnic_rng_below (&r, 10);
-  const NnicTensor *logits = nnic_model_forward (m, x, &err);
-  NNIC_ASSERT_NO_ERROR (err);
-  g_autoptr (NnicTensor) g = nnic_tensor_new_like (logits, &err);
-  double loss = nnic_cross_entropy (logits, y, g, NULL, &err);
-  NNIC_ASSERT_NO_ERROR (err);
-  nnic_model_zero_grad (m);
-  ck_assert (nnic_model_backward (m, g, &err));
-  NNIC_ASSERT_NO_ERROR (err);
-  nnic_optimizer_step (opt);
-  return loss;
-}
-
 static void
 assert_published (NnicWrapper *w, const char *t)
 {
@@ -752,11 +718,11 @@ START_TEST (test_training_nni_cnn)
     ck_assert_uint_eq (nnic_compressor_n_wrappers (c), cases[k].n_wrappers);
     double s0 = 0;
     if (!strcmp (cases[k].algorithm, "lsq")) {
-      train_step (m, opt, 100); /* sets the output scales from a batch */
+      nnic_test_train_step (m, opt, 100); /* sets the output scales from a batch */
       s0 = attr (nnic_compressor_find_wrapper (c, "fc1"), "output_scale");
     }
     for (guint s = 0; s < 4; s++) {
-      double loss = train_step (m, opt, s);
+      double loss = nnic_test_train_step (m, opt, s);
       ck_assert_msg (isfinite (loss), "%s: loss %g at step %u", cases[k].algorithm, loss, s);
     }
     static const char *const types[3] = { "weight", "input", "output" };
@@ -783,7 +749,7 @@ START_TEST (test_training_nni_cnn)
       nnic_model_forward (m, x, &err);
       ck_assert_double_eq (attr (w, "output_scale"), s1);
       ck_assert_double_eq (attr (w, "weight_scale"), ws1);
-      train_step (m, opt, 9);
+      nnic_test_train_step (m, opt, 9);
       ck_assert (attr (w, "output_step_size") != s1);
       ck_assert (attr (w, "weight_step_size") != ws1);
       nnic_model_forward (m, x, &err);
@@ -793,7 +759,7 @@ START_TEST (test_training_nni_cnn)
     /* Freeing the compressor first leaves the optimizer usable (lsq's
      * scales stay alive while it points at them). */
     nnic_compressor_free (c);
-    train_step (m, opt, 10);
+    nnic_test_train_step (m, opt, 10);
   }
 }
 END_TEST
@@ -846,7 +812,7 @@ START_TEST (test_checkpoint_resume)
     g_autoptr (NnicCompressor) c = make (m, algorithms[k], json, opt);
     nnic_model_set_training (m, TRUE);
     for (guint s = 0; s < 3; s++)
-      train_step (m, opt, s);
+      nnic_test_train_step (m, opt, s);
     ck_assert (nnic_compressor_save_checkpoint (c, path, &err));
     NNIC_ASSERT_NO_ERROR (err);
 
@@ -881,7 +847,7 @@ assert_refused (const char *algorithm, const char *json, gboolean with_optimizer
   GError *err = NULL;
   g_autoptr (NnicModel) m = nnic_model_new_builtin ("nni_cnn", 0, 0, 0, 0, &err);
   g_autoptr (NnicOptimizer) opt = nnic_optimizer_new_sgd (m, &(NnicSgdOptions) { .lr = 0.01 }, &err);
-  g_autoptr (NnicConfigList) cl = config (json);
+  g_autoptr (NnicConfigList) cl = nnic_test_config (json);
   ck_assert_ptr_null (nnic_compressor_new (m, algorithm, cl, with_optimizer ? opt : NULL, NULL, &err));
   ck_assert_msg (err != NULL, "%s accepted %s", algorithm, json);
   ck_assert_int_eq (err->code, strstr (message, "optimizer") ? NNIC_ERROR_ARGUMENT : NNIC_ERROR_CONFIG);

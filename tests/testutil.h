@@ -27,3 +27,10 @@ int nnic_test_run (Suite *s);
 char *nnic_test_tmpdir (void);
 /* Writes bytes to a file under dir and returns its path (g_free). */
 char *nnic_test_write (const char *dir, const char *name, const void *data, size_t len);
+
+/* A config list from JSON; fails the test on an error. Free with
+ * nnic_config_list_free (or g_autoptr). */
+NnicConfigList *nnic_test_config (const char *json);
+/* One training step (forward, cross-entropy, backward, optimizer step) of a
+ * 1x28x28 model on a random batch of 8 drawn from `seed`; returns the loss. */
+double nnic_test_train_step (NnicModel *m, NnicOptimizer *opt, guint64 seed);
