@@ -23,7 +23,7 @@ typedef struct {
   gboolean (*setup) (NnicNode *node, GError **error);
   gboolean (*reshape) (NnicNode *node, int64_t batch, GError **error);
   void (*forward) (NnicNode *node, gboolean training);
-  void (*backward) (NnicNode *node);
+  void (*backward) (NnicNode *node); /* NULL: forward only (nnic_model_backward refuses) */
   void (*finalize) (NnicNode *node); /* free op-owned state; may be NULL */
 } NnicOp;
 
@@ -93,6 +93,10 @@ gboolean nnic_node_cache (NnicNode *node, int i, NnicDType dtype, int ndim,
  * next call by any node. Grown on demand in reshape; no allocation in
  * forward/backward as long as reshape asked for the size first. */
 float *nnic_model_scratch (NnicModel *m, size_t n_floats, GError **error);
+/* Forgets the batch buffers and the gradient plan, so that the next
+ * forward sizes every node again (after a node's op was replaced: integer
+ * inference, core/quant/qinfer.c). */
+void nnic_model_invalidate (NnicModel *m);
 /* A uniform random number in [0, 1) from the model's generator (Dropout). */
 float nnic_model_uniform (NnicModel *m);
 

@@ -818,6 +818,13 @@ route_input_grad (NnicModel *m, NnicNode *n)
     dst[i] += src[i];
 }
 
+void
+nnic_model_invalidate (NnicModel *m)
+{
+  m->batch = 0;
+  m->grads_planned = FALSE;
+}
+
 const NnicTensor *
 nnic_model_forward (NnicModel *m, const NnicTensor *input, GError **error)
 {
@@ -904,6 +911,15 @@ nnic_model_backward (NnicModel *m, const NnicTensor *grad_output, GError **error
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_SHAPE,
                  "the output gradient must be float32 of shape %s, got %s", want, got);
     return FALSE;
+  }
+  for (guint i = 1; i <= m->output; i++) {
+    const NnicNode *n = node_at (m, i);
+    if (!n->op->backward) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                   "%s: this %s runs forward only (integer inference): the model can be evaluated, not trained",
+                   n->name, n->op->type);
+      return FALSE;
+    }
   }
   if (!out->requires_grad)
     return TRUE; /* nothing trainable */

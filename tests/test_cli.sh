@@ -76,6 +76,15 @@ if [ -d /usr/share/datasets/fashion-mnist ] || [ -n "${NNIC_DATA_DIR:-}" ]; then
   echo '[{"quant_types": ["weight"], "quant_bits": 8, "op_types": ["Conv2d", "Linear"]}]' > "$tmp/naive.json"
   check compress-naive "$nnic" compress --checkpoint "$tmp/ck.safetensors" --config "$tmp/naive.json" --algorithm naive \
     --finetune-epochs 0 --limit 100 --eval-limit 500 --out "$tmp/naive"
+  for f in quantized.safetensors calibration.json; do
+    [ -s "$tmp/naive/$f" ] || { echo "FAIL compress-naive wrote no $f"; fails=$((fails+1)); }
+  done
+  # The integer path beside the fake-quantized float model.
+  check eval-quantized "$nnic" eval --quantized "$tmp/naive" --limit 500
+  grep -q "^integer ([a-z0-9]*): 0\.[0-9]*$" "$tmp/out" && grep -q "^fake-quantized float: 0\.[0-9]*$" "$tmp/out" ||
+    { echo "FAIL eval --quantized output"; cat "$tmp/out"; fails=$((fails+1)); }
+  NNIC_QGEMM=c check eval-quantized-portable "$nnic" eval --quantized "$tmp/naive" --limit 200
+  grep -q "^integer (c): " "$tmp/out" || { echo "FAIL NNIC_QGEMM=c not used"; cat "$tmp/out"; fails=$((fails+1)); }
   # Maskers that need statistics get them from training batches before the
   # pruned accuracy is measured, so masks exist without fine-tuning too.
   echo '[{"sparsity": 0.5, "op_types": ["Conv2d"], "statistics_batch_num": 2}]' > "$tmp/stats.json"

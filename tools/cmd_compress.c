@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,9 +39,93 @@ print_table (JsonArray *layers, int64_t kept, int64_t total, int64_t all_params)
           all_params ? 100.0 * (double) (all_params - (total - kept)) / (double) all_params : 0.0);
 }
 
-/* report.json: the library's report, with the accuracies added. */
+/* For quantizers: bits per layer (weight/input/output, "-" when not
+ * quantized) and the weights' bytes as float32, packed at their bit width,
+ * and as stored in quantized.safetensors. */
+static void
+print_bits (JsonObject *o, const char *key, GString *s)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  if (s->len)
+    g_string_append_c (s, '/');
+  if (n && JSON_NODE_HOLDS_VALUE (n))
+    g_string_append_printf (s, "%" G_GINT64_FORMAT, json_node_get_int (n));
+  else
+    g_string_append_c (s, '-');
+}
+
+static void
+print_quant_table (JsonObject *q, const char *dir)
+{
+  JsonArray *layers = json_object_get_array_member (q, "layers");
+  printf ("\n%-14s %-10s %-10s %10s %12s %12s %12s\n", "layer", "type", "bits w/i/o", "weights", "float32 B",
+          "packed B", "int file B");
+  gint64 weights = 0;
+  for (guint i = 0; i < json_array_get_length (layers); i++) {
+    JsonObject *o = json_array_get_object_element (layers, i);
+    g_autoptr (GString) bits = g_string_new (NULL);
+    print_bits (o, "weight_bits", bits);
+    print_bits (o, "input_bits", bits);
+    print_bits (o, "output_bits", bits);
+    weights += json_object_get_int_member (o, "weights");
+    printf ("%-14s %-10s %-10s %10" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT "\n",
+            json_object_get_string_member (o, "name"), json_object_get_string_member (o, "type"), bits->str,
+            json_object_get_int_member (o, "weights"), json_object_get_int_member (o, "bytes_float32"),
+            json_object_get_int_member (o, "bytes_packed"), json_object_get_int_member (o, "bytes_int"));
+  }
+  printf ("%-14s %-10s %-10s %10" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT "\n",
+          "total", "", "", weights, json_object_get_int_member (q, "bytes_float32"),
+          json_object_get_int_member (q, "bytes_packed"), json_object_get_int_member (q, "bytes_int"));
+  printf ("weights: %.2fx smaller at their bit width than as float32\n", json_object_get_double_member (q, "ratio"));
+  g_autofree char *st = g_build_filename (dir, "quantized.safetensors", NULL);
+  g_autofree char *model = g_build_filename (dir, "model.safetensors", NULL);
+  GStatBuf a, b;
+  if (g_stat (st, &a) == 0 && g_stat (model, &b) == 0)
+    printf ("files: %s %" G_GINT64_FORMAT " bytes (integer weights, scales, float biases); %s %" G_GINT64_FORMAT
+            " bytes (float32)\n", st, (gint64) a.st_size, model, (gint64) b.st_size);
+}
+
+/* The quantization report merged into report.json's layers (by name),
+ * with its totals and the files' sizes under "quantization". */
+static void
+merge_quant_report (JsonObject *report, JsonObject *q, const char *dir)
+{
+  JsonArray *layers = json_object_get_array_member (report, "layers");
+  JsonArray *qlayers = json_object_get_array_member (q, "layers");
+  static const char *const keys[] = { "weight_bits", "input_bits", "output_bits", "bytes_float32",
+                                      "bytes_packed", "bytes_int" };
+  for (guint i = 0; layers && i < json_array_get_length (layers); i++) {
+    JsonObject *o = json_array_get_object_element (layers, i);
+    for (guint j = 0; j < json_array_get_length (qlayers); j++) {
+      JsonObject *qo = json_array_get_object_element (qlayers, j);
+      if (g_strcmp0 (json_object_get_string_member (o, "name"), json_object_get_string_member (qo, "name")) != 0)
+        continue;
+      for (guint k = 0; k < G_N_ELEMENTS (keys); k++)
+        json_object_set_member (o, keys[k], json_node_copy (json_object_get_member (qo, keys[k])));
+    }
+  }
+  JsonObject *totals = json_object_new ();
+  json_object_set_int_member (totals, "bytes_float32", json_object_get_int_member (q, "bytes_float32"));
+  json_object_set_int_member (totals, "bytes_packed", json_object_get_int_member (q, "bytes_packed"));
+  json_object_set_int_member (totals, "bytes_int", json_object_get_int_member (q, "bytes_int"));
+  json_object_set_double_member (totals, "ratio", json_object_get_double_member (q, "ratio"));
+  JsonObject *sizes = json_object_new ();
+  static const char *const files[] = { "quantized.safetensors", "calibration.json", "model.safetensors" };
+  for (guint k = 0; k < G_N_ELEMENTS (files); k++) {
+    g_autofree char *path = g_build_filename (dir, files[k], NULL);
+    GStatBuf st;
+    if (g_stat (path, &st) == 0)
+      json_object_set_int_member (sizes, files[k], (gint64) st.st_size);
+  }
+  json_object_set_object_member (totals, "file_bytes", sizes);
+  json_object_set_object_member (report, "quantization", totals);
+}
+
+/* report.json: the library's report, with the accuracies added (and, for
+ * a quantizer, the bits and sizes of its layers). */
 static gboolean
-write_report (const CompressArgs *a, NnicCompressor *c, const Accuracies *acc, GError **error)
+write_report (const CompressArgs *a, NnicCompressor *c, const Accuracies *acc, JsonObject *quant,
+              GError **error)
 {
   g_autoptr (JsonObject) extra = json_object_new ();
   json_object_set_string_member (extra, "model", a->model);
@@ -53,7 +138,21 @@ write_report (const CompressArgs *a, NnicCompressor *c, const Accuracies *acc, G
     json_object_set_double_member (extra, "accuracy_after", acc->have_after ? acc->after : acc->pruned);
   }
   g_autofree char *path = g_build_filename (a->out, "report.json", NULL);
-  return nnic_compressor_write_report (c, path, extra, error);
+  if (!quant)
+    return nnic_compressor_write_report (c, path, extra, error);
+  /* A quantizer's: the same, its layers with their bits and sizes. */
+  g_autoptr (JsonObject) report = nnic_compressor_report (c);
+  merge_quant_report (report, quant, a->out);
+  g_autoptr (GList) members = json_object_get_members (report);
+  for (GList *l = members; l; l = l->next)
+    json_object_set_member (extra, l->data, json_node_copy (json_object_get_member (report, l->data)));
+  g_autoptr (JsonNode) root = json_node_init_object (json_node_alloc (), extra);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  gsize len;
+  g_autofree char *text = json_generator_to_data (gen, &len);
+  return nnic_write_file_atomic (path, text, len, error);
 }
 
 /* Whether an algorithm declares the config key `name` (the registry's
@@ -297,16 +396,27 @@ run (CompressArgs *a)
     return nnic_cli_fail ("compress", error);
   }
   g_autofree char *model_path = g_build_filename (a->out, "model.safetensors", NULL);
-  g_autofree char *masks_path = g_build_filename (a->out, "masks.safetensors", NULL);
-  if (!nnic_compressor_export (c, model_path, masks_path, &error) || !write_report (a, c, &acc, &error))
+  /* Quantizers: no masks, but the integer weights and the calibration
+   * beside the float weights (DIR/quantized.safetensors, calibration.json). */
+  const NnicAlgorithm *alg = nnic_load_algorithm (a->algorithm, NULL);
+  const gboolean quantizer = alg && alg->info->kind == NNIC_ALGORITHM_QUANTIZER;
+  g_autofree char *masks_path = quantizer ? NULL : g_build_filename (a->out, "masks.safetensors", NULL);
+  if (!nnic_compressor_export (c, model_path, masks_path, &error) ||
+      (quantizer && !nnic_compressor_export_quantized (c, a->out, &error)))
+    return nnic_cli_fail ("compress", error);
+  g_autoptr (JsonObject) quant = quantizer ? nnic_compressor_quant_report (c) : NULL;
+  if (!write_report (a, c, &acc, quant, &error))
     return nnic_cli_fail ("compress", error);
   /* Pruned weights with the masks applied; quantized tensors in QDQ form. */
   if (a->export_onnx && !nnic_compressor_export_onnx (c, a->export_onnx, &error))
     return nnic_cli_fail ("compress", error);
 
   g_autoptr (JsonObject) report = nnic_compressor_report (c);
-  print_table (json_object_get_array_member (report, "layers"), json_object_get_int_member (report, "weights_kept"),
-               json_object_get_int_member (report, "weights_total"), nnic_model_count_parameters (model));
+  if (quant)
+    print_quant_table (quant, a->out);
+  else
+    print_table (json_object_get_array_member (report, "layers"), json_object_get_int_member (report, "weights_kept"),
+                 json_object_get_int_member (report, "weights_total"), nnic_model_count_parameters (model));
   if (acc.measured) {
     printf ("accuracy before: %.4f\naccuracy pruned: %.4f\n", acc.before, acc.pruned);
     if (acc.have_after)
@@ -314,7 +424,13 @@ run (CompressArgs *a)
   } else {
     printf ("accuracy: not measured (no data set)\n");
   }
-  printf ("wrote %s, %s and %s/report.json\n", model_path, masks_path, a->out);
+  if (masks_path)
+    printf ("wrote %s, %s and %s/report.json\n", model_path, masks_path, a->out);
+  else
+    printf ("wrote %s and %s/report.json\n", model_path, a->out);
+  if (quantizer)
+    printf ("wrote %s/quantized.safetensors and %s/calibration.json (nnic eval --quantized %s runs them on integers)\n",
+            a->out, a->out, a->out);
   if (a->export_onnx)
     printf ("wrote %s (ONNX)\n", a->export_onnx);
   return 0;
@@ -345,7 +461,7 @@ nnic_cmd_compress (int argc, char **argv)
     { "limit", 0, 0, G_OPTION_ARG_INT64, &a.limit, "Fine-tune on the first N images only", "N" },
     { "eval-limit", 0, 0, G_OPTION_ARG_INT64, &a.eval_limit, "Evaluate on the first N test images only", "N" },
     { "export-onnx", 0, 0, G_OPTION_ARG_FILENAME, &a.export_onnx, "Also write the compressed model as ONNX", "FILE" },
-    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &a.out, "Output directory (model.safetensors, masks.safetensors, report.json)", "DIR" },
+    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &a.out, "Output directory (model.safetensors, masks.safetensors, report.json; quantized.safetensors and calibration.json for quantizers)", "DIR" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &a.quiet, "No progress display", NULL },
     { NULL, 0, 0, 0, NULL, NULL, NULL },
   };
@@ -354,7 +470,10 @@ nnic_cmd_compress (int argc, char **argv)
       "Wraps the layers a config list selects, computes masks (or quantizes), fine-tunes with\n"
       "NNI's recipe (SGD, lr 0.01, momentum 0.5), prints the per-layer sparsity and the accuracy\n"
       "before and after, and writes DIR/model.safetensors (masks applied), DIR/masks.safetensors\n"
-      "(conv1.weight_mask, ...) and DIR/report.json. Example:\n"
+      "(conv1.weight_mask, ...) and DIR/report.json. A quantizer (naive, qat, dorefa, bnn, lsq) also\n"
+      "writes DIR/quantized.safetensors (integer weights, scale, zero point, float bias per layer) and\n"
+      "DIR/calibration.json (bits, scales, zero points and ranges; NNI's calibration keys), prints the\n"
+      "bits and the weights' bytes per layer, and nnic eval --quantized DIR runs them on integers. Example:\n"
       "  nnic compress --model nni_cnn --checkpoint nni_cnn.safetensors --config level.json \\\n"
       "                --algorithm level --out pruned/\n"
       "with level.json: [{\"sparsity\": 0.8, \"op_types\": [\"default\"]}]");

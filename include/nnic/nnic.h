@@ -14,3 +14,4 @@
 #include <nnic/registry.h>
 #include <nnic/sensitivity.h>
 #include <nnic/onnx.h>
+#include <nnic/quant.h>
