@@ -30,19 +30,10 @@
 static gpointer
 bnn_create (NnicCompressor *c, GError **error)
 {
+  if (!nnic_compressor_check_quant_types (c, NNIC_QUANT_WEIGHT | NNIC_QUANT_OUTPUT, error))
+    return NULL;
   for (guint i = 0; i < nnic_compressor_n_config_entries (c); i++) {
     JsonObject *o = nnic_compressor_config_entry (c, i);
-    JsonNode *types = json_object_get_member (o, "quant_types");
-    JsonArray *a = types && JSON_NODE_HOLDS_ARRAY (types) ? json_node_get_array (types) : NULL;
-    for (guint j = 0; a && j < json_array_get_length (a); j++) {
-      const char *t = json_array_get_string_element (a, j);
-      if (g_strcmp0 (t, "weight") != 0 && g_strcmp0 (t, "output") != 0) {
-        g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
-                     "config_list[%u].quant_types[%u]: '%s' is not supported (valid: weight, output)", i, j,
-                     t ? t : "?");
-        return NULL;
-      }
-    }
     if (json_object_has_member (o, "quant_start_step")) {
       g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
                    "config_list[%u].quant_start_step: not a bnn key (only qat has it)", i);

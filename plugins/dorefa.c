@@ -35,18 +35,10 @@
 static gpointer
 dorefa_create (NnicCompressor *c, GError **error)
 {
+  if (!nnic_compressor_check_quant_types (c, NNIC_QUANT_WEIGHT, error))
+    return NULL;
   for (guint i = 0; i < nnic_compressor_n_config_entries (c); i++) {
     JsonObject *o = nnic_compressor_config_entry (c, i);
-    JsonNode *types = json_object_get_member (o, "quant_types");
-    JsonArray *a = types && JSON_NODE_HOLDS_ARRAY (types) ? json_node_get_array (types) : NULL;
-    for (guint j = 0; a && j < json_array_get_length (a); j++) {
-      const char *t = json_array_get_string_element (a, j);
-      if (g_strcmp0 (t, "weight") != 0) {
-        g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
-                     "config_list[%u].quant_types[%u]: '%s' is not supported (valid: weight)", i, j, t ? t : "?");
-        return NULL;
-      }
-    }
     if (json_object_has_member (o, "quant_start_step")) {
       g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
                    "config_list[%u].quant_start_step: not a dorefa key (only qat has it)", i);
@@ -63,20 +55,11 @@ dorefa_destroy (gpointer state)
   g_free (state);
 }
 
-static int
-entry_bits (JsonObject *entry, const char *type)
-{
-  JsonNode *b = json_object_get_member (entry, "quant_bits");
-  if (b && JSON_NODE_HOLDS_OBJECT (b))
-    b = json_object_get_member (json_node_get_object (b), type);
-  return b && JSON_NODE_HOLDS_VALUE (b) ? (int) json_node_get_int (b) : -1;
-}
-
 static void
 dorefa_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight, NnicTensor *out)
 {
   (void) state;
-  const int bits = entry_bits (nnic_wrapper_config (w), "weight");
+  const int bits = nnic_wrapper_quant_bits (w, NNIC_QUANT_WEIGHT);
   const int s = (1 << bits) - 1;
   const float fs = (float) s, scale = 1.0f / fs;
   const int64_t n = weight->numel;

@@ -71,15 +71,6 @@ typedef struct {
 
 /* ---- config ---- */
 
-static int
-entry_bits (JsonObject *entry, const char *type)
-{
-  JsonNode *b = json_object_get_member (entry, "quant_bits");
-  if (b && JSON_NODE_HOLDS_OBJECT (b))
-    b = json_object_get_member (json_node_get_object (b), type);
-  return b && JSON_NODE_HOLDS_VALUE (b) ? (int) json_node_get_int (b) : -1;
-}
-
 /* bits 2..8 (the core checked 1..8 and the types). */
 static gboolean
 check_entries (NnicCompressor *c, GError **error)
@@ -205,18 +196,13 @@ lsq_create (NnicCompressor *c, GError **error)
     NnicWrapper *w = nnic_compressor_wrapper (c, i);
     LsqScale *scales = g_new0 (LsqScale, LSQ_N_TYPES);
     g_hash_table_insert (s->wrappers, w, scales);
-    JsonObject *cfg = nnic_wrapper_config (w);
-    JsonNode *types = json_object_get_member (cfg, "quant_types");
-    JsonArray *a = types && JSON_NODE_HOLDS_ARRAY (types) ? json_node_get_array (types) : NULL;
+    const guint types = nnic_wrapper_quant_types (w);
     for (int k = 0; k < LSQ_N_TYPES; k++) {
-      gboolean listed = FALSE;
-      for (guint j = 0; a && j < json_array_get_length (a) && !listed; j++)
-        listed = g_strcmp0 (json_array_get_string_element (a, j), type_names[k]) == 0;
-      if (!listed)
+      if (!(types & type_bits[k]))
         continue;
       LsqScale *ls = &scales[k];
       ls->used = TRUE;
-      ls->bits = entry_bits (cfg, type_names[k]);
+      ls->bits = nnic_wrapper_quant_bits (w, type_bits[k]);
       ls->qp = (1 << (ls->bits - 1)) - 1;
       ls->qn = -(1 << (ls->bits - 1));
       ls->written = NAN;

@@ -60,38 +60,6 @@ typedef struct {
 
 /* ---- config ---- */
 
-/* The bits of quant type `type` in a (validated) entry: quant_bits is an
- * int or {type: int}. -1 when absent. */
-static int
-entry_bits (JsonObject *entry, const char *type)
-{
-  JsonNode *b = json_object_get_member (entry, "quant_bits");
-  if (b && JSON_NODE_HOLDS_OBJECT (b))
-    b = json_object_get_member (json_node_get_object (b), type);
-  return b && JSON_NODE_HOLDS_VALUE (b) ? (int) json_node_get_int (b) : -1;
-}
-
-/* NNI v1.9's schema: quant_types weight and output. (The core has checked
- * the rest: bits 1..8, quant_start_step >= 0, bits for every type.) */
-static gboolean
-check_entries (NnicCompressor *c, GError **error)
-{
-  for (guint i = 0; i < nnic_compressor_n_config_entries (c); i++) {
-    JsonNode *types = json_object_get_member (nnic_compressor_config_entry (c, i), "quant_types");
-    JsonArray *a = types && JSON_NODE_HOLDS_ARRAY (types) ? json_node_get_array (types) : NULL;
-    for (guint j = 0; a && j < json_array_get_length (a); j++) {
-      const char *t = json_array_get_string_element (a, j);
-      if (g_strcmp0 (t, "weight") != 0 && g_strcmp0 (t, "output") != 0) {
-        g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
-                     "config_list[%u].quant_types[%u]: '%s' is not supported (valid: weight, output)", i, j,
-                     t ? t : "?");
-        return FALSE;
-      }
-    }
-  }
-  return TRUE;
-}
-
 /* ---- attributes ---- */
 
 #define BIASED_MIN "output_tracked_min_biased"
@@ -165,7 +133,9 @@ active (const QatState *s, NnicWrapper *w)
 static gpointer
 qat_create (NnicCompressor *c, GError **error)
 {
-  if (!check_entries (c, error))
+  /* NNI v1.9's schema: quant_types weight and output. (The core has
+   * checked the rest: bits 1..8, quant_start_step >= 0, bits for every type.) */
+  if (!nnic_compressor_check_quant_types (c, NNIC_QUANT_WEIGHT | NNIC_QUANT_OUTPUT, error))
     return NULL;
   QatState *s = g_new0 (QatState, 1);
   s->c = c;
@@ -186,7 +156,7 @@ qat_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight, N
     memcpy (out->f32, weight->f32, nnic_tensor_nbytes (weight));
     return;
   }
-  const int bits = entry_bits (nnic_wrapper_config (w), "weight");
+  const int bits = nnic_wrapper_quant_bits (w, NNIC_QUANT_WEIGHT);
   float rmin, rmax, scale, zero_point;
   min_max (weight->f32, weight->numel, &rmin, &rmax);
   quant_params (bits, rmin, rmax, &scale, &zero_point);
@@ -200,7 +170,7 @@ qat_quantize_output (gpointer state, NnicWrapper *w, NnicTensor *y)
   const QatState *s = state;
   if (!active (s, w))
     return;
-  const int bits = entry_bits (nnic_wrapper_config (w), "output");
+  const int bits = nnic_wrapper_quant_bits (w, NNIC_QUANT_OUTPUT);
   double biased_min = 0, biased_max = 0;
   NnicQuantParams tracked;
   float tracked_min, tracked_max;

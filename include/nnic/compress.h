@@ -239,6 +239,16 @@ gboolean nnic_wrapper_publish_quant (NnicWrapper *w, NnicQuantType type, const N
  * unsigned, min and max NaN; bits is -1 when "<t>_bits" is not a whole
  * number in [0, 64]. `p` may be NULL. */
 gboolean nnic_wrapper_get_quant (const NnicWrapper *w, NnicQuantType type, NnicQuantParams *p);
+/* The quant types (NnicQuantType bits) of the wrapper's config entry, and
+ * its bits for one type from `quant_bits` (an int, or {"weight": 8, ...});
+ * -1 when the entry gives none. */
+guint nnic_wrapper_quant_types (const NnicWrapper *w);
+int nnic_wrapper_quant_bits (const NnicWrapper *w, NnicQuantType type);
+/* For a quantizer's create(): refuses, naming the entry and position, a
+ * quant type outside `allowed` (NnicQuantType bits) in any config entry:
+ * "config_list[1].quant_types[0]: 'input' is not supported (valid: weight,
+ * output)". */
+gboolean nnic_compressor_check_quant_types (NnicCompressor *c, guint allowed, GError **error);
 
 /* ---- activation collectors ---- */
 
