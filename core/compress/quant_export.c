@@ -250,13 +250,7 @@ nnic_compressor_export_quantized (NnicCompressor *c, const char *dir, GError **e
   g_autofree char *cal_path = g_build_filename (dir, NNIC_QUANT_CALIBRATION_FILE, NULL);
   if (!nnic_safetensors_save (st_path, d, error))
     return FALSE;
-  g_autoptr (JsonNode) root = json_node_init_object (json_node_alloc (), cal);
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  json_generator_set_root (gen, root);
-  json_generator_set_pretty (gen, TRUE);
-  gsize len;
-  g_autofree char *text = json_generator_to_data (gen, &len);
-  return nnic_write_file_atomic (cal_path, text, len, error);
+  return nnic_write_json_atomic (cal_path, cal, error);
 }
 
 static void

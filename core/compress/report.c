@@ -67,11 +67,5 @@ nnic_compressor_write_report (NnicCompressor *c, const char *path, JsonObject *e
   g_autoptr (GList) members = json_object_get_members (report);
   for (GList *l = members; l; l = l->next)
     json_object_set_member (out, l->data, json_node_copy (json_object_get_member (report, l->data)));
-  g_autoptr (JsonNode) root = json_node_init_object (json_node_alloc (), out);
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  json_generator_set_root (gen, root);
-  json_generator_set_pretty (gen, TRUE);
-  gsize len;
-  g_autofree char *text = json_generator_to_data (gen, &len);
-  return nnic_write_file_atomic (path, text, len, error);
+  return nnic_write_json_atomic (path, out, error);
 }

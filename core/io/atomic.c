@@ -90,3 +90,15 @@ nnic_write_file_atomic (const char *path, const void *data, size_t len, GError *
   sync_parent_dir (path);
   return TRUE;
 }
+
+gboolean
+nnic_write_json_atomic (const char *path, JsonObject *object, GError **error)
+{
+  g_autoptr (JsonNode) root = json_node_init_object (json_node_alloc (), object);
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  gsize len;
+  g_autofree char *text = json_generator_to_data (gen, &len);
+  return nnic_write_file_atomic (path, text, len, error);
+}

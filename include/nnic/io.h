@@ -7,6 +7,7 @@
 #pragma once
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <nnic/tensor.h>
 #include <nnic/model.h>
 
@@ -54,6 +55,8 @@ gboolean nnic_npy_save (const char *path, const NnicTensor *t, GError **error);
 
 /* Writes `len` bytes to `path` through a temporary file and rename. */
 gboolean nnic_write_file_atomic (const char *path, const void *data, size_t len, GError **error);
+/* Writes a JSON object, pretty-printed, the same way. */
+gboolean nnic_write_json_atomic (const char *path, JsonObject *object, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicTensorDict, nnic_tensor_dict_free)
 
