@@ -32,6 +32,9 @@
 
 #include <math.h>
 
+/* Below this many elements a loop stays on one thread. */
+#define PARALLEL_MIN 65536
+
 static gpointer
 dorefa_create (NnicCompressor *c, GError **error)
 {
@@ -64,13 +67,17 @@ dorefa_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight
   const float fs = (float) s, scale = 1.0f / fs;
   const int64_t n = weight->numel;
   float *t = out->f32;
-  float max = 0.0f;
-  for (int64_t i = 0; i < n; i++) {
+  /* The elementwise passes on all cores for a large layer (the same bits
+   * either way); the max stays one ordered pass. */
+#pragma omp parallel for if (n > PARALLEL_MIN) schedule (static)
+  for (int64_t i = 0; i < n; i++)
     t[i] = tanhf (weight->f32[i]);
+  float max = 0.0f;
+  for (int64_t i = 0; i < n; i++)
     max = fmaxf (max, fabsf (t[i]));
-  }
   if (max > 0.0f) {
     const float twice = 2.0f * max;
+#pragma omp parallel for if (n > PARALLEL_MIN) schedule (static)
     for (int64_t i = 0; i < n; i++) {
       const float k = rintf ((t[i] / twice + 0.5f) * fs);
       t[i] = (2.0f * k - fs) * scale;

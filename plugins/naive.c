@@ -9,6 +9,9 @@
 
 #include <math.h>
 
+/* Below this many elements a loop stays on one thread. */
+#define PARALLEL_MIN 65536
+
 /* int8 with zero point 0: q in [-127, 127] (truncation never reaches -128). */
 static gboolean
 publish (NnicWrapper *w, double scale, GError **error)
@@ -47,7 +50,10 @@ naive_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight,
   const double scale = fmax (p.scale, (double) max / 127.0);
   publish (w, scale, NULL);
   const float s = (float) scale;
-  for (int64_t i = 0; i < weight->numel; i++)
+  const int64_t n = weight->numel;
+  /* Elementwise: on all cores for a large layer (the same bits either way). */
+#pragma omp parallel for if (n > PARALLEL_MIN) schedule (static)
+  for (int64_t i = 0; i < n; i++)
     out->f32[i] = s > 0 ? truncf (weight->f32[i] / s) * s : 0.0f;
 }
 

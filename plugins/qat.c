@@ -52,6 +52,9 @@
 #include <math.h>
 #include <string.h>
 
+/* Below this many elements a loop stays on one thread. */
+#define PARALLEL_MIN 65536
+
 #define QAT_EMA_DECAY 0.99f
 
 typedef struct {
@@ -96,6 +99,8 @@ static void
 fake_quantize (int bits, float scale, float zero_point, const float *src, float *dst, int64_t n)
 {
   const float qmax = (float) ((1 << bits) - 1);
+  /* Elementwise: on all cores for a large tensor (the same bits either way). */
+#pragma omp parallel for if (n > PARALLEL_MIN) schedule (static)
   for (int64_t i = 0; i < n; i++) {
     float t = zero_point + src[i] / scale;
     t = t < 0.0f ? 0.0f : t > qmax ? qmax : t; /* NaN stays NaN, as in torch.clamp */
