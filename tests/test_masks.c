@@ -98,9 +98,10 @@ run_case (JsonObject *c)
       ck_assert_float_eq (wv->f32[i], 0.0f);
 }
 
-/* Runs every case of `algorithm` in the manifest; returns how many ran. */
+/* Runs `run` on every case of `algorithm` (the manifest's name for it) in
+ * the manifest; returns how many ran. */
 static int
-run_cases (const char *algorithm)
+run_cases (const char *algorithm, void (*run) (JsonObject *c))
 {
   GError *err = NULL;
   g_autoptr (JsonParser) p = json_parser_new ();
@@ -111,7 +112,7 @@ run_cases (const char *algorithm)
   for (guint i = 0; i < json_array_get_length (cases); i++) {
     JsonObject *c = json_array_get_object_element (cases, i);
     if (g_str_equal (json_object_get_string_member (c, "algorithm"), algorithm)) {
-      run_case (c);
+      run (c);
       ran++;
     }
   }
@@ -120,7 +121,7 @@ run_cases (const char *algorithm)
 
 START_TEST (test_level_cases)
 {
-  ck_assert_int_eq (run_cases ("level"), 8);
+  ck_assert_int_eq (run_cases ("level", run_case), 8);
 }
 END_TEST
 
@@ -190,28 +191,9 @@ run_taylorfo_case (JsonObject *c)
   assert_same_mask (id, nnic_wrapper_get_mask (w, "weight"), want);
 }
 
-static int
-run_taylorfo_cases (void)
-{
-  GError *err = NULL;
-  g_autoptr (JsonParser) p = json_parser_new ();
-  ck_assert_msg (json_parser_load_from_file (p, CASES_DIR "/manifest.json", &err), "manifest: %s",
-                 err ? err->message : "");
-  JsonArray *cases = json_object_get_array_member (json_node_get_object (json_parser_get_root (p)), "cases");
-  int ran = 0;
-  for (guint i = 0; i < json_array_get_length (cases); i++) {
-    JsonObject *c = json_array_get_object_element (cases, i);
-    if (g_str_equal (json_object_get_string_member (c, "algorithm"), "taylorfo")) {
-      run_taylorfo_case (c);
-      ran++;
-    }
-  }
-  return ran;
-}
-
 START_TEST (test_taylorfo_cases)
 {
-  ck_assert_int_eq (run_taylorfo_cases (), 2);
+  ck_assert_int_eq (run_cases ("taylorfo", run_taylorfo_case), 2);
 }
 END_TEST
 
@@ -389,47 +371,27 @@ run_structured_case (JsonObject *c)
   ck_assert_uint_eq (warnings->len, dead);
 }
 
-/* Every case of `manifest_name` in the manifest; returns how many ran. */
-static int
-run_structured_cases (const char *manifest_name)
-{
-  GError *err = NULL;
-  g_autoptr (JsonParser) p = json_parser_new ();
-  ck_assert_msg (json_parser_load_from_file (p, CASES_DIR "/manifest.json", &err), "manifest: %s",
-                 err ? err->message : "");
-  JsonArray *cases = json_object_get_array_member (json_node_get_object (json_parser_get_root (p)), "cases");
-  int ran = 0;
-  for (guint i = 0; i < json_array_get_length (cases); i++) {
-    JsonObject *c = json_array_get_object_element (cases, i);
-    if (g_str_equal (json_object_get_string_member (c, "algorithm"), manifest_name)) {
-      run_structured_case (c);
-      ran++;
-    }
-  }
-  return ran;
-}
-
 START_TEST (test_l1filter_cases)
 {
-  ck_assert_int_eq (run_structured_cases ("l1"), 4);
+  ck_assert_int_eq (run_cases ("l1", run_structured_case), 4);
 }
 END_TEST
 
 START_TEST (test_l2filter_cases)
 {
-  ck_assert_int_eq (run_structured_cases ("l2"), 3);
+  ck_assert_int_eq (run_cases ("l2", run_structured_case), 3);
 }
 END_TEST
 
 START_TEST (test_fpgm_cases)
 {
-  ck_assert_int_eq (run_structured_cases ("fpgm"), 3);
+  ck_assert_int_eq (run_cases ("fpgm", run_structured_case), 3);
 }
 END_TEST
 
 START_TEST (test_slim_cases)
 {
-  ck_assert_int_eq (run_structured_cases ("slim"), 2);
+  ck_assert_int_eq (run_cases ("slim", run_structured_case), 2);
 }
 END_TEST
 
