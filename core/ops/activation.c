@@ -45,23 +45,24 @@ relu_backward (NnicNode *node)
   }
 }
 
+/* clamp(x, lo, hi) (ReLU6 and Hardtanh); NaN passes through, as in
+ * PyTorch's clamp. */
 static void
-relu6_forward (NnicNode *node, gboolean training)
+clamp_forward (NnicNode *node, float lo, float hi)
 {
-  (void) training;
   const float *restrict x = node->inputs[0]->out->f32;
   float *restrict y = node->out->f32;
   const int64_t n = node->out->numel;
 #pragma omp parallel for schedule(static) if (n > OP_PARALLEL_MIN)
   for (int64_t i = 0; i < n; i++) {
-    float v = x[i] < 0.0f ? 0.0f : x[i];
-    y[i] = v > 6.0f ? 6.0f : v;
+    float v = x[i] < lo ? lo : x[i];
+    y[i] = v > hi ? hi : v;
   }
 }
 
-/* hardtanh_backward: the gradient passes strictly inside (0, 6). */
+/* The gradient passes strictly inside (lo, hi) (hardtanh_backward). */
 static void
-relu6_backward (NnicNode *node)
+clamp_backward (NnicNode *node, float lo, float hi)
 {
   if (!node->inputs[0]->gout)
     return;
@@ -72,8 +73,21 @@ relu6_backward (NnicNode *node)
 #pragma omp parallel for schedule(static) if (n > OP_PARALLEL_MIN)
   for (int64_t i = 0; i < n; i++) {
     float g = dy[i];
-    dx[i] += (x[i] > 0.0f) & (x[i] < 6.0f) ? g : 0.0f;
+    dx[i] += (x[i] > lo) & (x[i] < hi) ? g : 0.0f;
   }
+}
+
+static void
+relu6_forward (NnicNode *node, gboolean training)
+{
+  (void) training;
+  clamp_forward (node, 0.0f, 6.0f);
+}
+
+static void
+relu6_backward (NnicNode *node)
+{
+  clamp_backward (node, 0.0f, 6.0f);
 }
 
 const NnicOp nnic_op_relu = {
@@ -94,8 +108,7 @@ const NnicOp nnic_op_relu6 = {
   .finalize = NULL,
 };
 
-/* ---- Hardtanh (nn.Hardtanh, ONNX Clip) ----
- * clamp(x, min_val, max_val); NaN passes through, as in PyTorch. */
+/* ---- Hardtanh (nn.Hardtanh, ONNX Clip): clamp(x, min_val, max_val) ---- */
 
 static gboolean
 hardtanh_setup (NnicNode *node, GError **error)
@@ -113,33 +126,13 @@ static void
 hardtanh_forward (NnicNode *node, gboolean training)
 {
   (void) training;
-  const float lo = (float) node->spec.hardtanh.min_val, hi = (float) node->spec.hardtanh.max_val;
-  const float *restrict x = node->inputs[0]->out->f32;
-  float *restrict y = node->out->f32;
-  const int64_t n = node->out->numel;
-#pragma omp parallel for schedule(static) if (n > OP_PARALLEL_MIN)
-  for (int64_t i = 0; i < n; i++) {
-    float v = x[i] < lo ? lo : x[i];
-    y[i] = v > hi ? hi : v;
-  }
+  clamp_forward (node, (float) node->spec.hardtanh.min_val, (float) node->spec.hardtanh.max_val);
 }
 
-/* hardtanh_backward: the gradient passes strictly inside (min_val, max_val). */
 static void
 hardtanh_backward (NnicNode *node)
 {
-  if (!node->inputs[0]->gout)
-    return;
-  const float lo = (float) node->spec.hardtanh.min_val, hi = (float) node->spec.hardtanh.max_val;
-  const float *restrict x = node->inputs[0]->out->f32;
-  const float *restrict dy = node->gout->f32;
-  float *restrict dx = node->inputs[0]->gout->f32;
-  const int64_t n = node->out->numel;
-#pragma omp parallel for schedule(static) if (n > OP_PARALLEL_MIN)
-  for (int64_t i = 0; i < n; i++) {
-    float g = dy[i];
-    dx[i] += (x[i] > lo) & (x[i] < hi) ? g : 0.0f;
-  }
+  clamp_backward (node, (float) node->spec.hardtanh.min_val, (float) node->spec.hardtanh.max_val);
 }
 
 const NnicOp nnic_op_hardtanh = {
