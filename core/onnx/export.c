@@ -282,6 +282,27 @@ window_attrs (Exporter *x, Onnx__NodeProto *n, int kh, int kw, int sh, int sw, c
   attr_ints (x, n, "pads", (const int64_t[]) { pads[0], pads[1], pads[2], pads[3] }, 4);
 }
 
+/* A Conv or Gemm node reading node i's input, its weight (float or
+ * dequantized) and its bias. */
+static Onnx__NodeProto *
+weighted_node (Exporter *x, const char *op, guint i, gboolean no_bias, GError **error)
+{
+  const char *name = nnic_model_node_name (x->model, i);
+  g_autofree char *weight = g_strconcat (name, ".weight", NULL);
+  g_autofree char *bias = g_strconcat (name, ".bias", NULL);
+  if (!prepare_weight (x, name, weight, error))
+    return NULL;
+  Onnx__NodeProto *n = add_node (x, op, name, name);
+  add_input (x, n, input_of (x, i, 0));
+  add_input (x, n, weight);
+  if (!no_bias) {
+    if (!param_initializer (x, bias, error))
+      return NULL;
+    add_input (x, n, bias);
+  }
+  return n;
+}
+
 static gboolean
 export_layer (Exporter *x, guint i, GError **error)
 {
@@ -294,32 +315,16 @@ export_layer (Exporter *x, guint i, GError **error)
   if (!strcmp (type, "Conv2d")) {
     NnicConv2dSpec s;
     nnic_model_node_conv2d_spec (m, i, &s);
-    if (!prepare_weight (x, name, weight, error))
+    if (!(n = weighted_node (x, "Conv", i, s.no_bias, error)))
       return FALSE;
-    n = add_node (x, "Conv", name, name);
-    add_input (x, n, input_of (x, i, 0));
-    add_input (x, n, weight);
-    if (!s.no_bias) {
-      if (!param_initializer (x, bias, error))
-        return FALSE;
-      add_input (x, n, bias);
-    }
     window_attrs (x, n, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pads);
     attr_ints (x, n, "dilations", (const int64_t[]) { s.dilation_h, s.dilation_w }, 2);
     attr_int (x, n, "group", s.groups > 0 ? s.groups : 1);
   } else if (!strcmp (type, "Linear")) {
     NnicLinearSpec s;
     nnic_model_node_linear_spec (m, i, &s);
-    if (!prepare_weight (x, name, weight, error))
+    if (!(n = weighted_node (x, "Gemm", i, s.no_bias, error)))
       return FALSE;
-    n = add_node (x, "Gemm", name, name);
-    add_input (x, n, input_of (x, i, 0));
-    add_input (x, n, weight);
-    if (!s.no_bias) {
-      if (!param_initializer (x, bias, error))
-        return FALSE;
-      add_input (x, n, bias);
-    }
     attr_int (x, n, "transB", 1);
   } else if (!strcmp (type, "BatchNorm2d") || !strcmp (type, "BatchNorm1d")) {
     /* BatchNormalization normalises over every axis but the second: on
