@@ -5,41 +5,21 @@
 
 #include <string.h>
 
-/* Ops whose output channel c is their input channel c: a dependency walks
- * through them to the layer that made the channels. */
-static gboolean
-keeps_channels (const NnicNode *n)
-{
-  static const NnicOp *const ops[] = {
-    &nnic_op_batchnorm2d, &nnic_op_batchnorm1d, &nnic_op_relu, &nnic_op_relu6,
-    &nnic_op_maxpool2d, &nnic_op_avgpool2d, &nnic_op_adaptive_avgpool2d, &nnic_op_dropout,
-    &nnic_op_hardtanh,
-  };
-  for (guint i = 0; i < G_N_ELEMENTS (ops); i++)
-    if (n->op == ops[i])
-      return TRUE;
-  return FALSE;
-}
-
-static gboolean
-makes_channels (const NnicNode *n)
-{
-  return n->op == &nnic_op_conv2d || n->op == &nnic_op_linear;
-}
-
-/* The layers that made the channels reaching `n`: through channel-keeping
- * ops and through both inputs of an Add. Inputs are looked up by index, so
- * that an input transform's private copy leads back to the real node. */
+/* The layers that made the channels reaching `n`: through ops that keep
+ * channels (input 0's) and through every input of ops that tie them (Add).
+ * Inputs are looked up by index, so that an input transform's private
+ * copy leads back to the real node. */
 static void
 producers (const NnicModel *m, const NnicNode *n, GArray *out)
 {
-  if (makes_channels (n)) {
+  const NnicChannelRule rule = nnic_node_channels (n);
+  if (rule == NNIC_CHANNELS_MAKE) {
     g_array_append_val (out, n->index);
     return;
   }
-  if (keeps_channels (n) || n->op == &nnic_op_add)
-    for (guint k = 0; k < n->n_inputs; k++)
-      producers (m, nnic_model_node ((NnicModel *) m, n->inputs[k]->index), out);
+  const guint n_in = rule == NNIC_CHANNELS_TIE ? n->n_inputs : rule == NNIC_CHANNELS_KEEP ? 1 : 0;
+  for (guint k = 0; k < n_in; k++)
+    producers (m, nnic_graph_node (m, n->inputs[k]->index), out);
   /* Input, Flatten, Reshape, Softmax, Concat: the channels come from
    * elsewhere, are new, or are mixed. */
 }
@@ -61,8 +41,8 @@ nnic_model_channel_dependencies (const NnicModel *m)
     parent[i] = i;
   g_autoptr (GArray) found = g_array_new (FALSE, FALSE, sizeof (guint));
   for (guint i = 0; i < n; i++) {
-    const NnicNode *node = nnic_model_node ((NnicModel *) m, i);
-    if (node->op != &nnic_op_add)
+    const NnicNode *node = nnic_graph_node (m, i);
+    if (nnic_node_channels (node) != NNIC_CHANNELS_TIE)
       continue;
     g_array_set_size (found, 0);
     producers (m, node, found);
@@ -77,7 +57,7 @@ nnic_model_channel_dependencies (const NnicModel *m)
   g_autofree GArray **by_root = g_new0 (GArray *, n);
   for (guint i = 0; i < n; i++) {
     guint r = find (parent, i);
-    if (r == i && !makes_channels (nnic_model_node ((NnicModel *) m, i)))
+    if (r == i && nnic_node_channels (nnic_graph_node (m, i)) != NNIC_CHANNELS_MAKE)
       continue;
     if (!by_root[r]) {
       by_root[r] = g_array_new (FALSE, FALSE, sizeof (guint));
@@ -97,14 +77,15 @@ nnic_model_channel_groups (const NnicModel *m, guint node)
   int groups = 1;
   guint n = nnic_model_n_nodes (m);
   for (guint i = node + 1; i < n; i++) {
-    const NnicNode *c = nnic_model_node ((NnicModel *) m, i);
-    if (c->op != &nnic_op_conv2d || c->spec.conv.groups <= 1)
+    const NnicNode *c = nnic_graph_node (m, i);
+    const int c_groups = c->op->input_groups ? c->op->input_groups (c) : 1;
+    if (c_groups <= 1)
       continue;
     g_autoptr (GArray) from = g_array_new (FALSE, FALSE, sizeof (guint));
-    producers (m, nnic_model_node ((NnicModel *) m, c->inputs[0]->index), from);
+    producers (m, nnic_graph_node (m, c->inputs[0]->index), from);
     for (guint k = 0; k < from->len; k++)
       if (g_array_index (from, guint, k) == node)
-        groups = MAX (groups, c->spec.conv.groups);
+        groups = MAX (groups, c_groups);
   }
   return groups;
 }

@@ -1,6 +1,6 @@
 /* PyTorch's default parameter initialisation, from a seeded generator so
  * that the same seed gives the same model everywhere. */
-#include "core/graph.h"
+#include "core/ops/kernels.h"
 
 #include <nnic/data.h>
 #include <math.h>
@@ -16,8 +16,8 @@ fill_uniform (NnicTensor *t, NnicRng *rng, double bound)
 /* nn.Conv2d and nn.Linear: kaiming_uniform_(a=sqrt(5)) on the weight,
  * which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound for the
  * bias. */
-static void
-init_weighted (NnicNode *n, NnicRng *rng)
+void
+nnic_init_weighted (NnicNode *n, NnicRng *rng)
 {
   NnicTensor *w = n->param[0];
   int64_t fan_in = w->numel / w->shape[0];
@@ -28,9 +28,10 @@ init_weighted (NnicNode *n, NnicRng *rng)
 }
 
 /* BatchNorm: weight 1, bias 0, running_mean 0, running_var 1, count 0. */
-static void
-init_batchnorm (NnicNode *n)
+void
+nnic_init_batchnorm (NnicNode *n, NnicRng *rng)
 {
+  (void) rng;
   for (guint k = 0; k < n->n_params; k++) {
     const char *p = n->param_local[k];
     gboolean one = strcmp (p, "weight") == 0 || strcmp (p, "running_var") == 0;
@@ -45,11 +46,7 @@ nnic_model_init_params (NnicModel *m, guint64 seed)
   nnic_rng_seed (&rng, seed);
   for (guint i = 0; i < nnic_model_n_nodes (m); i++) {
     NnicNode *n = nnic_model_node (m, i);
-    if (n->n_params == 0)
-      continue;
-    if (n->op == &nnic_op_conv2d || n->op == &nnic_op_linear)
-      init_weighted (n, &rng);
-    else if (n->op == &nnic_op_batchnorm2d || n->op == &nnic_op_batchnorm1d)
-      init_batchnorm (n);
+    if (n->n_params > 0 && n->op->init_params)
+      n->op->init_params (n, &rng);
   }
 }

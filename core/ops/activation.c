@@ -1,6 +1,8 @@
 /* ReLU, ReLU6 and Hardtanh (nn.ReLU, nn.ReLU6, nn.Hardtanh), elementwise on any shape. */
 #include "core/ops/kernels.h"
 
+#include <string.h>
+
 static gboolean
 activation_setup (NnicNode *node, GError **error)
 {
@@ -97,7 +99,15 @@ const NnicOp nnic_op_relu = {
   .forward = relu_forward,
   .backward = relu_backward,
   .finalize = NULL,
+  .channels = NNIC_CHANNELS_KEEP,
+  .keeps_grid = TRUE,
 };
+
+gboolean
+nnic_model_add_relu (NnicModel *m, const char *name, const char *input, GError **error)
+{
+  return nnic_graph_add_unary (m, name, input, &nnic_op_relu, NULL, 0, error);
+}
 
 const NnicOp nnic_op_relu6 = {
   .type = "ReLU6",
@@ -106,14 +116,27 @@ const NnicOp nnic_op_relu6 = {
   .forward = relu6_forward,
   .backward = relu6_backward,
   .finalize = NULL,
+  .channels = NNIC_CHANNELS_KEEP,
+  .keeps_grid = TRUE,
 };
 
+gboolean
+nnic_model_add_relu6 (NnicModel *m, const char *name, const char *input, GError **error)
+{
+  return nnic_graph_add_unary (m, name, input, &nnic_op_relu6, NULL, 0, error);
+}
+
 /* ---- Hardtanh (nn.Hardtanh, ONNX Clip): clamp(x, min_val, max_val) ---- */
+
+typedef struct {
+  double min_val, max_val;
+} HardtanhSpec;
 
 static gboolean
 hardtanh_setup (NnicNode *node, GError **error)
 {
-  const double lo = node->spec.hardtanh.min_val, hi = node->spec.hardtanh.max_val;
+  const double lo = NODE_SPEC (node, HardtanhSpec)->min_val,
+               hi = NODE_SPEC (node, HardtanhSpec)->max_val;
   if (!(lo <= hi)) {
     op_error (node, error, NNIC_ERROR_ARGUMENT,
               "min_val %g must not be above max_val %g (nor either be NaN)", lo, hi);
@@ -126,13 +149,28 @@ static void
 hardtanh_forward (NnicNode *node, gboolean training)
 {
   (void) training;
-  clamp_forward (node, (float) node->spec.hardtanh.min_val, (float) node->spec.hardtanh.max_val);
+  const HardtanhSpec *s = NODE_SPEC (node, HardtanhSpec);
+  clamp_forward (node, (float) s->min_val, (float) s->max_val);
 }
 
 static void
 hardtanh_backward (NnicNode *node)
 {
-  clamp_backward (node, (float) node->spec.hardtanh.min_val, (float) node->spec.hardtanh.max_val);
+  const HardtanhSpec *s = NODE_SPEC (node, HardtanhSpec);
+  clamp_backward (node, (float) s->min_val, (float) s->max_val);
+}
+
+static gboolean
+hardtanh_option (const NnicNode *node, const char *key, double *value)
+{
+  const HardtanhSpec *s = NODE_SPEC (node, HardtanhSpec);
+  if (!strcmp (key, "min_val"))
+    *value = s->min_val;
+  else if (!strcmp (key, "max_val"))
+    *value = s->max_val;
+  else
+    return FALSE;
+  return TRUE;
 }
 
 const NnicOp nnic_op_hardtanh = {
@@ -142,4 +180,15 @@ const NnicOp nnic_op_hardtanh = {
   .forward = hardtanh_forward,
   .backward = hardtanh_backward,
   .finalize = NULL,
+  .option = hardtanh_option,
+  .channels = NNIC_CHANNELS_KEEP,
+  .keeps_grid = TRUE,
 };
+
+gboolean
+nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *input, double min_val,
+                         double max_val, GError **error)
+{
+  HardtanhSpec spec = { min_val, max_val };
+  return nnic_graph_add_unary (m, name, input, &nnic_op_hardtanh, &spec, sizeof spec, error);
+}

@@ -12,6 +12,8 @@
  * [N, C, L] form of nn.BatchNorm1d is refused. */
 #include "core/ops/kernels.h"
 
+extern const NnicOp nnic_op_batchnorm2d;
+
 #include <math.h>
 
 static gboolean
@@ -69,4 +71,13 @@ const NnicOp nnic_op_batchnorm1d = {
   .forward = bn1d_forward,
   .backward = bn1d_backward,
   .finalize = op_mode_finalize,
+  .init_params = nnic_init_batchnorm,
+  .channels = NNIC_CHANNELS_KEEP,
 };
+
+gboolean
+nnic_model_add_batchnorm1d (NnicModel *m, const char *name, const char *input,
+                            const NnicBatchNormSpec *spec, GError **error)
+{
+  return nnic_graph_add_unary (m, name, input, &nnic_op_batchnorm1d, spec, sizeof *spec, error);
+}

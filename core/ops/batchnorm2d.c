@@ -6,6 +6,8 @@
  * cache[0] [2, C] keeps the mean and 1/sqrt(var + eps) the forward used. */
 #include "core/ops/kernels.h"
 
+extern const NnicOp nnic_op_batchnorm2d;
+
 #include <math.h>
 
 /* Parameter indices; without affine there is no weight and bias and the
@@ -13,7 +15,7 @@
 static int
 bn_first_buffer (const NnicNode *node)
 {
-  return node->spec.bn.no_affine ? 0 : 2;
+  return NODE_SPEC (node, NnicBatchNormSpec)->no_affine ? 0 : 2;
 }
 
 /* What BatchNorm2d and BatchNorm1d set up alike: PyTorch's defaults for
@@ -23,7 +25,7 @@ bn_first_buffer (const NnicNode *node)
 gboolean
 nnic_batchnorm_setup_common (NnicNode *node, const char *what, GError **error)
 {
-  NnicBatchNormSpec *s = &node->spec.bn;
+  NnicBatchNormSpec *s = NODE_SPEC (node, NnicBatchNormSpec);
   if (s->eps == 0.0)
     s->eps = 1e-5;
   if (s->momentum == 0.0)
@@ -147,7 +149,7 @@ channel_grad_sums (const float *x, const float *dy, int64_t B, int64_t C, int64_
 static void
 bn_forward (NnicNode *node, gboolean training)
 {
-  const NnicBatchNormSpec *s = &node->spec.bn;
+  const NnicBatchNormSpec *s = NODE_SPEC (node, NnicBatchNormSpec);
   const int64_t B = node->batch, C = node->shape[0], HW = node->shape[1] * node->shape[2];
   const int64_t n = B * HW;
   const float *x = node->inputs[0]->out->f32;
@@ -202,7 +204,7 @@ bn_forward (NnicNode *node, gboolean training)
 static void
 bn_backward (NnicNode *node)
 {
-  const NnicBatchNormSpec *s = &node->spec.bn;
+  const NnicBatchNormSpec *s = NODE_SPEC (node, NnicBatchNormSpec);
   const int64_t B = node->batch, C = node->shape[0], HW = node->shape[1] * node->shape[2];
   const int64_t n = B * HW;
   const gboolean training = ((OpModeState *) node->state)->training;
@@ -238,6 +240,25 @@ bn_backward (NnicNode *node)
   }
 }
 
+gboolean
+nnic_model_add_batchnorm2d (NnicModel *m, const char *name, const char *input,
+                            const NnicBatchNormSpec *spec, GError **error)
+{
+  return nnic_graph_add_unary (m, name, input, &nnic_op_batchnorm2d, spec, sizeof *spec, error);
+}
+
+gboolean
+nnic_model_node_batchnorm_spec (const NnicModel *m, guint i, NnicBatchNormSpec *spec)
+{
+  if (i >= m->nodes->len)
+    return FALSE;
+  const NnicNode *n = nnic_graph_node (m, i);
+  if (n->op->init_params != nnic_init_batchnorm)
+    return FALSE;
+  *spec = *NODE_SPEC (n, NnicBatchNormSpec);
+  return TRUE;
+}
+
 const NnicOp nnic_op_batchnorm2d = {
   .type = "BatchNorm2d",
   .setup = bn_setup,
@@ -245,4 +266,6 @@ const NnicOp nnic_op_batchnorm2d = {
   .forward = bn_forward,
   .backward = bn_backward,
   .finalize = op_mode_finalize,
+  .init_params = nnic_init_batchnorm,
+  .channels = NNIC_CHANNELS_KEEP,
 };

@@ -52,7 +52,7 @@ typedef struct {
 static ConvGeom
 conv_geom (const NnicNode *node)
 {
-  const NnicConv2dSpec *s = &node->spec.conv;
+  const NnicConv2dSpec *s = NODE_SPEC (node, NnicConv2dSpec);
   const NnicNode *in = node->inputs[0];
   ConvGeom g = {
     .B = node->batch, .C = in->shape[0], .H = in->shape[1], .W = in->shape[2],
@@ -107,7 +107,7 @@ dw_thread_floats (const ConvGeom *g)
 static gboolean
 conv2d_setup (NnicNode *node, GError **error)
 {
-  NnicConv2dSpec *s = &node->spec.conv;
+  NnicConv2dSpec *s = NODE_SPEC (node, NnicConv2dSpec);
   if (!op_expect_image (node, 0, error))
     return FALSE;
   /* PyTorch's defaults, written back so that the spec reads as the layer. */
@@ -819,6 +819,30 @@ conv2d_backward (NnicNode *node)
   }
 }
 
+static int
+conv2d_input_groups (const NnicNode *node)
+{
+  return NODE_SPEC (node, NnicConv2dSpec)->groups;
+}
+
+gboolean
+nnic_model_add_conv2d (NnicModel *m, const char *name, const char *input,
+                       const NnicConv2dSpec *spec, GError **error)
+{
+  return nnic_graph_add_unary (m, name, input, &nnic_op_conv2d, spec, sizeof *spec, error);
+}
+
+gboolean
+nnic_model_node_conv2d_spec (const NnicModel *m, guint i, NnicConv2dSpec *spec)
+{
+  if (i >= m->nodes->len || nnic_graph_node (m, i)->op != &nnic_op_conv2d)
+    return FALSE;
+  /* Setup filled in every default and per-axis field (pads too). */
+  *spec = *NODE_SPEC (nnic_graph_node (m, i), NnicConv2dSpec);
+  spec->explicit_pads = TRUE;
+  return TRUE;
+}
+
 const NnicOp nnic_op_conv2d = {
   .type = "Conv2d",
   .setup = conv2d_setup,
@@ -826,4 +850,7 @@ const NnicOp nnic_op_conv2d = {
   .forward = conv2d_forward,
   .backward = conv2d_backward,
   .finalize = conv2d_finalize,
+  .init_params = nnic_init_weighted,
+  .channels = NNIC_CHANNELS_MAKE,
+  .input_groups = conv2d_input_groups,
 };

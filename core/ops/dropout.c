@@ -7,10 +7,14 @@
 #include <math.h>
 #include <string.h>
 
+typedef struct {
+  double p;
+} DropoutSpec;
+
 static gboolean
 dropout_setup (NnicNode *node, GError **error)
 {
-  double p = node->spec.dropout.p;
+  double p = NODE_SPEC (node, DropoutSpec)->p;
   if (!(p >= 0.0 && p <= 1.0)) {
     op_error (node, error, NNIC_ERROR_ARGUMENT,
               "dropout probability has to be between 0 and 1, but got %g", p);
@@ -42,7 +46,7 @@ dropout_forward (NnicNode *node, gboolean training)
     memcpy (y, x, nnic_tensor_nbytes (node->out));
     return;
   }
-  const float p = (float) node->spec.dropout.p;
+  const float p = (float) NODE_SPEC (node, DropoutSpec)->p;
   /* p = 1 drops everything; the factor is never used then. */
   const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
   float *mask = node->cache[0]->f32;
@@ -70,6 +74,15 @@ dropout_backward (NnicNode *node)
     dx[i] += dy[i] * mask[i];
 }
 
+static gboolean
+dropout_option (const NnicNode *node, const char *key, double *value)
+{
+  if (strcmp (key, "p") != 0)
+    return FALSE;
+  *value = NODE_SPEC (node, DropoutSpec)->p;
+  return TRUE;
+}
+
 const NnicOp nnic_op_dropout = {
   .type = "Dropout",
   .setup = dropout_setup,
@@ -77,4 +90,15 @@ const NnicOp nnic_op_dropout = {
   .forward = dropout_forward,
   .backward = dropout_backward,
   .finalize = op_mode_finalize,
+  .option = dropout_option,
+  .channels = NNIC_CHANNELS_KEEP,
+  .keeps_grid = TRUE,
 };
+
+gboolean
+nnic_model_add_dropout (NnicModel *m, const char *name, const char *input, double p,
+                        GError **error)
+{
+  DropoutSpec spec = { p };
+  return nnic_graph_add_unary (m, name, input, &nnic_op_dropout, &spec, sizeof spec, error);
+}

@@ -128,6 +128,11 @@ op_mode_finalize (NnicNode *node)
   g_clear_pointer (&node->state, g_free);
 }
 
+/* PyTorch's default initialisations (init.c): Conv2d's and Linear's
+ * kaiming-uniform weight and uniform bias; BatchNorm's ones and zeros. */
+void nnic_init_weighted (NnicNode *n, NnicRng *rng);
+void nnic_init_batchnorm (NnicNode *n, NnicRng *rng);
+
 /* BatchNorm1d's and BatchNorm2d's shared setup (batchnorm2d.c), after the
  * caller has checked its input and set the output shape. */
 gboolean nnic_batchnorm_setup_common (NnicNode *node, const char *what, GError **error);

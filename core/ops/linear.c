@@ -12,7 +12,7 @@
 static gboolean
 linear_setup (NnicNode *node, GError **error)
 {
-  const NnicLinearSpec *s = &node->spec.linear;
+  const NnicLinearSpec *s = NODE_SPEC (node, NnicLinearSpec);
   const NnicNode *in = node->inputs[0];
   if (in->shape_ndim != 1) {
     g_autofree char *shape = nnic_shape_to_string (in->shape_ndim, in->shape);
@@ -64,8 +64,8 @@ linear_threads (int64_t macs, int64_t slices)
 static void
 forward_slice (NnicNode *node, int o0, int o1)
 {
-  const int B = (int) node->batch, IN = node->spec.linear.in_features,
-            OUT = node->spec.linear.out_features, n = o1 - o0;
+  const int B = (int) node->batch, IN = NODE_SPEC (node, NnicLinearSpec)->in_features,
+            OUT = NODE_SPEC (node, NnicLinearSpec)->out_features, n = o1 - o0;
   const float *x = node->inputs[0]->out->f32;
   const float *w = node->pval[0]->f32 + (int64_t) o0 * IN;
   float *out = node->out->f32 + o0;
@@ -86,8 +86,8 @@ static void
 linear_forward (NnicNode *node, gboolean training)
 {
   (void) training;
-  const int64_t OUT = node->spec.linear.out_features;
-  const int threads = linear_threads (node->batch * OUT * node->spec.linear.in_features, OUT / 16);
+  const int64_t OUT = NODE_SPEC (node, NnicLinearSpec)->out_features;
+  const int threads = linear_threads (node->batch * OUT * NODE_SPEC (node, NnicLinearSpec)->in_features, OUT / 16);
   if (threads <= 1) {
     forward_slice (node, 0, (int) OUT);
     return;
@@ -104,8 +104,8 @@ linear_forward (NnicNode *node, gboolean training)
 static void
 weight_grad_slice (NnicNode *node, int o0, int o1)
 {
-  const int B = (int) node->batch, IN = node->spec.linear.in_features,
-            OUT = node->spec.linear.out_features, n = o1 - o0;
+  const int B = (int) node->batch, IN = NODE_SPEC (node, NnicLinearSpec)->in_features,
+            OUT = NODE_SPEC (node, NnicLinearSpec)->out_features, n = o1 - o0;
   const float *x = node->inputs[0]->out->f32;
   const float *dy = node->gout->f32 + o0;
   /* dW [OUT, IN] += dy^T [OUT, B] x x [B, IN] */
@@ -125,8 +125,8 @@ weight_grad_slice (NnicNode *node, int o0, int o1)
 static void
 input_grad_slice (NnicNode *node, int i0, int i1)
 {
-  const int B = (int) node->batch, IN = node->spec.linear.in_features,
-            OUT = node->spec.linear.out_features;
+  const int B = (int) node->batch, IN = NODE_SPEC (node, NnicLinearSpec)->in_features,
+            OUT = NODE_SPEC (node, NnicLinearSpec)->out_features;
   cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, B, i1 - i0, OUT, 1.0f, node->gout->f32,
                OUT, node->pval[0]->f32 + i0, IN, 1.0f, node->inputs[0]->gout->f32 + i0, IN);
 }
@@ -134,7 +134,7 @@ input_grad_slice (NnicNode *node, int i0, int i1)
 static void
 linear_backward (NnicNode *node)
 {
-  const int64_t IN = node->spec.linear.in_features, OUT = node->spec.linear.out_features;
+  const int64_t IN = NODE_SPEC (node, NnicLinearSpec)->in_features, OUT = NODE_SPEC (node, NnicLinearSpec)->out_features;
   const gboolean want_dx = node->inputs[0]->gout != NULL;
   const int threads = linear_threads (node->batch * OUT * IN, MIN (OUT, IN) / 16);
   if (threads <= 1) {
@@ -156,6 +156,22 @@ linear_backward (NnicNode *node)
   }
 }
 
+gboolean
+nnic_model_add_linear (NnicModel *m, const char *name, const char *input,
+                       const NnicLinearSpec *spec, GError **error)
+{
+  return nnic_graph_add_unary (m, name, input, &nnic_op_linear, spec, sizeof *spec, error);
+}
+
+gboolean
+nnic_model_node_linear_spec (const NnicModel *m, guint i, NnicLinearSpec *spec)
+{
+  if (i >= m->nodes->len || nnic_graph_node (m, i)->op != &nnic_op_linear)
+    return FALSE;
+  *spec = *NODE_SPEC (nnic_graph_node (m, i), NnicLinearSpec);
+  return TRUE;
+}
+
 const NnicOp nnic_op_linear = {
   .type = "Linear",
   .setup = linear_setup,
@@ -163,4 +179,6 @@ const NnicOp nnic_op_linear = {
   .forward = linear_forward,
   .backward = linear_backward,
   .finalize = NULL,
+  .init_params = nnic_init_weighted,
+  .channels = NNIC_CHANNELS_MAKE,
 };

@@ -52,7 +52,15 @@ const NnicOp nnic_op_add = {
   .forward = add_forward,
   .backward = add_backward,
   .finalize = NULL,
+  .channels = NNIC_CHANNELS_TIE,
 };
+
+gboolean
+nnic_model_add_add (NnicModel *m, const char *name, const char *a, const char *b, GError **error)
+{
+  const char *in[2] = { a, b };
+  return nnic_graph_add_named (m, name, &nnic_op_add, in, 2, NULL, 0, error);
+}
 
 /* Per sample, the output is the inputs' blocks one after the other: the
  * channel dimension is the outermost one of a sample. */
@@ -130,4 +138,23 @@ const NnicOp nnic_op_concat = {
   .forward = concat_forward,
   .backward = concat_backward,
   .finalize = NULL,
+  .channels = NNIC_CHANNELS_CONCAT,
 };
+
+gboolean
+nnic_model_add_concat (NnicModel *m, const char *name, const char *const *inputs, int n_inputs,
+                       GError **error)
+{
+  if (n_inputs < 1 || !inputs) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "%s: Concat needs at least one input",
+                 name ? name : "Concat");
+    return FALSE;
+  }
+  for (int i = 0; i < n_inputs; i++)
+    if (!inputs[i]) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "%s: input %d is NULL",
+                   name ? name : "Concat", i);
+      return FALSE;
+    }
+  return nnic_graph_add_named (m, name, &nnic_op_concat, inputs, (guint) n_inputs, NULL, 0, error);
+}

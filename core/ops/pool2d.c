@@ -17,7 +17,7 @@ static PoolGeom
 pool_geom (const NnicNode *node)
 {
   const NnicNode *in = node->inputs[0];
-  const NnicPool2dSpec *s = &node->spec.pool;
+  const NnicPool2dSpec *s = NODE_SPEC (node, NnicPool2dSpec);
   return (PoolGeom) {
     .BC = node->batch * in->shape[0], .H = in->shape[1], .W = in->shape[2],
     .OH = node->shape[1], .OW = node->shape[2],
@@ -46,7 +46,7 @@ pool_out_size (int64_t in, int64_t k, int64_t s, int64_t pad0, int64_t pad1, gbo
 static gboolean
 pool_setup (NnicNode *node, GError **error)
 {
-  NnicPool2dSpec *s = &node->spec.pool;
+  NnicPool2dSpec *s = NODE_SPEC (node, NnicPool2dSpec);
   if (!op_expect_image (node, 0, error))
     return FALSE;
   if (s->kernel_h == 0)
@@ -251,7 +251,16 @@ const NnicOp nnic_op_maxpool2d = {
   .forward = maxpool_forward,
   .backward = maxpool_backward,
   .finalize = NULL,
+  .channels = NNIC_CHANNELS_KEEP,
+  .keeps_grid = TRUE,
 };
+
+gboolean
+nnic_model_add_maxpool2d (NnicModel *m, const char *name, const char *input,
+                          const NnicPool2dSpec *spec, GError **error)
+{
+  return nnic_graph_add_unary (m, name, input, &nnic_op_maxpool2d, spec, sizeof *spec, error);
+}
 
 /* ---- AvgPool2d ----
  * The divisor, as PyTorch's: with count_include_pad (the default) the
@@ -330,16 +339,42 @@ const NnicOp nnic_op_avgpool2d = {
   .forward = avgpool_forward,
   .backward = avgpool_backward,
   .finalize = NULL,
+  .channels = NNIC_CHANNELS_KEEP,
 };
+
+gboolean
+nnic_model_add_avgpool2d (NnicModel *m, const char *name, const char *input,
+                          const NnicPool2dSpec *spec, GError **error)
+{
+  return nnic_graph_add_unary (m, name, input, &nnic_op_avgpool2d, spec, sizeof *spec, error);
+}
+
+gboolean
+nnic_model_node_pool2d_spec (const NnicModel *m, guint i, NnicPool2dSpec *spec)
+{
+  if (i >= m->nodes->len)
+    return FALSE;
+  const NnicNode *n = nnic_graph_node (m, i);
+  if (n->op != &nnic_op_maxpool2d && n->op != &nnic_op_avgpool2d)
+    return FALSE;
+  *spec = *NODE_SPEC (n, NnicPool2dSpec);
+  spec->explicit_pads = TRUE;
+  return TRUE;
+}
 
 /* ---- AdaptiveAvgPool2d ----
  * Output pixel i of n covers input rows [floor(i*H/n), ceil((i+1)*H/n)):
  * PyTorch's bins, which may overlap when H is not a multiple of n. */
 
+typedef struct {
+  int out_h, out_w;
+} AdaptiveSpec;
+
 static gboolean
 adaptive_setup (NnicNode *node, GError **error)
 {
-  const int out_h = node->spec.adaptive.out_h, out_w = node->spec.adaptive.out_w;
+  const int out_h = NODE_SPEC (node, AdaptiveSpec)->out_h,
+            out_w = NODE_SPEC (node, AdaptiveSpec)->out_w;
   if (!op_expect_image (node, 0, error))
     return FALSE;
   if (out_h <= 0 || out_w <= 0) {
@@ -416,6 +451,19 @@ adaptive_backward (NnicNode *node)
   }
 }
 
+static gboolean
+adaptive_option (const NnicNode *node, const char *key, double *value)
+{
+  const AdaptiveSpec *s = NODE_SPEC (node, AdaptiveSpec);
+  if (!strcmp (key, "out_h"))
+    *value = s->out_h;
+  else if (!strcmp (key, "out_w"))
+    *value = s->out_w;
+  else
+    return FALSE;
+  return TRUE;
+}
+
 const NnicOp nnic_op_adaptive_avgpool2d = {
   .type = "AdaptiveAvgPool2d",
   .setup = adaptive_setup,
@@ -423,4 +471,15 @@ const NnicOp nnic_op_adaptive_avgpool2d = {
   .forward = adaptive_forward,
   .backward = adaptive_backward,
   .finalize = NULL,
+  .option = adaptive_option,
+  .channels = NNIC_CHANNELS_KEEP,
 };
+
+gboolean
+nnic_model_add_adaptive_avgpool2d (NnicModel *m, const char *name, const char *input, int out_h,
+                                   int out_w, GError **error)
+{
+  AdaptiveSpec spec = { out_h, out_w };
+  return nnic_graph_add_unary (m, name, input, &nnic_op_adaptive_avgpool2d, &spec, sizeof spec,
+                               error);
+}

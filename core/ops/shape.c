@@ -33,17 +33,23 @@ const NnicOp nnic_op_flatten = {
   .forward = flatten_forward,
   .backward = flatten_backward,
   .finalize = NULL,
+  .keeps_grid = TRUE,
 };
 
 /* ---- Reshape (torch.reshape / ONNX Reshape, per sample) ----
- * node->spec.reshape holds the shape asked for (one entry may be -1);
+ * NODE_SPEC (node, ReshapeSpec) holds the shape asked for (one entry may be -1);
  * node->shape the resolved one. A contiguous copy, like Flatten. */
+
+typedef struct {
+  int ndim;
+  int64_t shape[NNIC_MAX_DIMS]; /* as asked (may hold -1) */
+} ReshapeSpec;
 
 static gboolean
 reshape_setup (NnicNode *node, GError **error)
 {
-  const int nd = node->spec.reshape.ndim;
-  const int64_t *want = node->spec.reshape.shape;
+  const int nd = NODE_SPEC (node, ReshapeSpec)->ndim;
+  const int64_t *want = NODE_SPEC (node, ReshapeSpec)->shape;
   const NnicNode *in = node->inputs[0];
   const int64_t numel = op_sample_numel (in);
   g_autofree char *from = nnic_shape_to_string (in->shape_ndim, in->shape);
@@ -88,4 +94,27 @@ const NnicOp nnic_op_reshape = {
   .forward = flatten_forward,
   .backward = flatten_backward,
   .finalize = NULL,
+  .keeps_grid = TRUE,
 };
+
+gboolean
+nnic_model_add_flatten (NnicModel *m, const char *name, const char *input, GError **error)
+{
+  return nnic_graph_add_unary (m, name, input, &nnic_op_flatten, NULL, 0, error);
+}
+
+gboolean
+nnic_model_add_reshape (NnicModel *m, const char *name, const char *input, const int64_t *shape,
+                        int ndim, GError **error)
+{
+  ReshapeSpec spec = { ndim, { 0 } };
+  if (ndim > 0 && ndim < NNIC_MAX_DIMS) {
+    if (!shape) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "%s: Reshape needs a shape",
+                   name ? name : "Reshape");
+      return FALSE;
+    }
+    memcpy (spec.shape, shape, sizeof (int64_t) * (size_t) ndim);
+  } /* else the op's setup names the bad rank */
+  return nnic_graph_add_unary (m, name, input, &nnic_op_reshape, &spec, sizeof spec, error);
+}

@@ -17,13 +17,17 @@
 #include <string.h>
 
 typedef struct {
+  int axis; /* as given; setup normalises it to 1 .. per-sample ndim */
+} SoftmaxSpec;
+
+typedef struct {
   int64_t outer, D, inner; /* outer counts the batch too */
 } SoftmaxGeom;
 
 static SoftmaxGeom
 softmax_geom (const NnicNode *node)
 {
-  const int axis = node->spec.softmax.axis; /* 1 .. ndim of the sample */
+  const int axis = NODE_SPEC (node, SoftmaxSpec)->axis; /* 1 .. ndim of the sample */
   SoftmaxGeom g = { .outer = node->batch, .D = node->shape[axis - 1], .inner = 1 };
   for (int i = 0; i < axis - 1; i++)
     g.outer *= node->shape[i];
@@ -36,7 +40,7 @@ static gboolean
 softmax_setup (NnicNode *node, GError **error)
 {
   const NnicNode *in = node->inputs[0];
-  const int given = node->spec.softmax.axis, nd = in->shape_ndim + 1; /* with the batch */
+  const int given = NODE_SPEC (node, SoftmaxSpec)->axis, nd = in->shape_ndim + 1; /* with the batch */
   const int axis = given < 0 ? given + nd : given;
   if (axis < 0 || axis >= nd) {
     op_error (node, error, NNIC_ERROR_ARGUMENT,
@@ -50,7 +54,7 @@ softmax_setup (NnicNode *node, GError **error)
               given);
     return FALSE;
   }
-  node->spec.softmax.axis = axis;
+  NODE_SPEC (node, SoftmaxSpec)->axis = axis;
   node->shape_ndim = in->shape_ndim;
   memcpy (node->shape, in->shape, sizeof (int64_t) * (size_t) in->shape_ndim);
   return TRUE;
@@ -178,6 +182,15 @@ softmax_backward (NnicNode *node)
   }
 }
 
+static gboolean
+softmax_option (const NnicNode *node, const char *key, double *value)
+{
+  if (strcmp (key, "axis") != 0)
+    return FALSE;
+  *value = NODE_SPEC (node, SoftmaxSpec)->axis;
+  return TRUE;
+}
+
 const NnicOp nnic_op_softmax = {
   .type = "Softmax",
   .setup = softmax_setup,
@@ -185,4 +198,13 @@ const NnicOp nnic_op_softmax = {
   .forward = softmax_forward,
   .backward = softmax_backward,
   .finalize = NULL,
+  .option = softmax_option,
 };
+
+gboolean
+nnic_model_add_softmax (NnicModel *m, const char *name, const char *input, int axis,
+                        GError **error)
+{
+  SoftmaxSpec spec = { axis };
+  return nnic_graph_add_unary (m, name, input, &nnic_op_softmax, &spec, sizeof spec, error);
+}

@@ -269,7 +269,7 @@ typedef struct {
 static QGeom
 qgeom (const NnicNode *node)
 {
-  const NnicConv2dSpec *s = &node->spec.conv;
+  const NnicConv2dSpec *s = NODE_SPEC (node, NnicConv2dSpec);
   const NnicNode *in = node->inputs[0];
   QGeom g = {
     .B = node->batch, .C = in->shape[0], .H = in->shape[1], .W = in->shape[2],
@@ -640,7 +640,7 @@ qconv_forward (NnicNode *node, gboolean training)
 static gboolean
 qlinear_reshape (NnicNode *node, int64_t batch, GError **error)
 {
-  const int64_t IN = node->spec.linear.in_features, OUT = node->spec.linear.out_features;
+  const int64_t IN = NODE_SPEC (node, NnicLinearSpec)->in_features, OUT = NODE_SPEC (node, NnicLinearSpec)->out_features;
   const int64_t a[1] = { batch * IN }, c[1] = { batch * OUT + batch };
   return op_check_blas_dim (node, batch, error) && nnic_node_cache (node, 1, NNIC_DTYPE_U8, 1, a, error) &&
          nnic_node_cache (node, 2, NNIC_DTYPE_I32, 1, c, error);
@@ -651,7 +651,7 @@ qlinear_forward (NnicNode *node, gboolean training)
 {
   (void) training;
   const QState *st = node->state;
-  const int B = (int) node->batch, IN = node->spec.linear.in_features, OUT = node->spec.linear.out_features;
+  const int B = (int) node->batch, IN = NODE_SPEC (node, NnicLinearSpec)->in_features, OUT = NODE_SPEC (node, NnicLinearSpec)->out_features;
   const float *x = node->inputs[0]->out->f32;
   const int64_t n = (int64_t) B * IN;
   const ActQ in = st->dynamic ? act_dynamic (x, n) : st->in;
@@ -692,6 +692,7 @@ static const NnicOp nnic_op_qconv2d = {
   .reshape = qconv_reshape,
   .forward = qconv_forward,
   .finalize = qnode_finalize,
+  .channels = NNIC_CHANNELS_MAKE,
 };
 
 static const NnicOp nnic_op_qlinear = {
@@ -699,6 +700,7 @@ static const NnicOp nnic_op_qlinear = {
   .reshape = qlinear_reshape,
   .forward = qlinear_forward,
   .finalize = qnode_finalize,
+  .channels = NNIC_CHANNELS_MAKE,
 };
 
 /* ---- building the integer layers ---- */
@@ -708,11 +710,7 @@ static const NnicOp nnic_op_qlinear = {
 static gboolean
 keeps_grid (const NnicNode *n)
 {
-  static const char *const types[] = { "ReLU", "ReLU6", "Hardtanh", "MaxPool2d", "Flatten", "Dropout", "Reshape" };
-  for (guint i = 0; i < G_N_ELEMENTS (types); i++)
-    if (strcmp (n->op->type, types[i]) == 0 && n->n_inputs == 1)
-      return TRUE;
-  return FALSE;
+  return n->op->keeps_grid && n->n_inputs == 1;
 }
 
 static NnicNode *
@@ -748,7 +746,7 @@ qstate_new (NnicModel *m, const NnicQFile *f, const NnicQLayer *l, GError **erro
   st->float_op = node->op;
   st->zw = l->weight.zero_point - (u8 ? 128 : 0);
   st->sw = l->weight.scale;
-  st->groups = conv ? node->spec.conv.groups : 1;
+  st->groups = conv ? NODE_SPEC (node, NnicConv2dSpec)->groups : 1;
   st->packed = g_new0 (NnicQgemmPacked *, st->groups);
   const int64_t OC = q->shape[0], per_oc = q->numel / OC, OCg = OC / st->groups;
   g_autofree int8_t *w = g_try_malloc ((size_t) q->numel);
@@ -757,7 +755,7 @@ qstate_new (NnicModel *m, const NnicQFile *f, const NnicQLayer *l, GError **erro
     qstate_free (st);
     return NULL;
   }
-  const int64_t KH = conv ? node->spec.conv.kernel_h : 1, KW = conv ? node->spec.conv.kernel_w : 1;
+  const int64_t KH = conv ? NODE_SPEC (node, NnicConv2dSpec)->kernel_h : 1, KW = conv ? NODE_SPEC (node, NnicConv2dSpec)->kernel_w : 1;
   const int64_t Cg = per_oc / (KH * KW);
   for (int64_t o = 0; o < OC; o++)
     for (int64_t c = 0; c < Cg; c++)
