@@ -16,7 +16,7 @@ typedef struct _NnicOp NnicOp;
 /* ONNX import and export state (core/onnx/), opaque here. */
 typedef struct _NnicOnnxImport NnicOnnxImport;
 typedef struct _NnicOnnxExporter NnicOnnxExporter;
-struct _Onnx__NodeProto;
+struct Onnx__NodeProto;
 
 /* How an op treats the channels of its inputs: what dependency-aware
  * pruning follows to find the layers whose channels must be pruned
@@ -31,7 +31,7 @@ typedef enum {
 } NnicChannelRule;
 
 /* ONNX import of one ONNX node as nnic node(s) named `name`. */
-typedef gboolean (*NnicOnnxImportFn) (NnicOnnxImport *ctx, const struct _Onnx__NodeProto *node,
+typedef gboolean (*NnicOnnxImportFn) (NnicOnnxImport *ctx, const struct Onnx__NodeProto *node,
                                       const char *name, GError **error);
 /* ONNX export of nnic node `i` (core/onnx/exporter.h has the helpers). */
 typedef gboolean (*NnicOnnxExportFn) (NnicOnnxExporter *x, guint i, GError **error);

@@ -7,34 +7,24 @@
 #include <nnic/io.h>
 #include <nnic/version.h>
 
-#include "onnx.pb-c.h"
+#include "core/onnx/exporter.h"
 
 #include <math.h>
 #include <string.h>
 
 #define DEFAULT_OPSET 13
 
-typedef struct {
-  GPtrArray *arena;        /* every allocation, freed together */
-  GPtrArray *nodes;        /* Onnx__NodeProto * */
-  GPtrArray *initializers; /* Onnx__TensorProto * */
-  NnicModel *model;
-  int opset;
-  const NnicOnnxSaveOptions *options;
-  const char **value;      /* per node: the ONNX value its consumers read */
-  const char *input0;      /* the node being written: its first input, when quantized */
-} Exporter;
 
-static gpointer
-alloc (Exporter *x, gsize size)
+gpointer
+nnic_onnx_export_alloc (NnicOnnxExporter *x, gsize size)
 {
   gpointer p = g_malloc0 (size);
   g_ptr_array_add (x->arena, p);
   return p;
 }
 
-static char *
-keep_string (Exporter *x, char *s)
+char *
+nnic_onnx_export_keep (NnicOnnxExporter *x, char *s)
 {
   g_ptr_array_add (x->arena, s);
   return s;
@@ -43,16 +33,16 @@ keep_string (Exporter *x, char *s)
 /* ---- initializers ---- */
 
 static Onnx__TensorProto *
-tensor_proto (Exporter *x, const char *name, int32_t dtype, int ndim, const int64_t *dims,
+tensor_proto (NnicOnnxExporter *x, const char *name, int32_t dtype, int ndim, const int64_t *dims,
               const void *data, size_t nbytes)
 {
-  Onnx__TensorProto *t = alloc (x, sizeof *t);
+  Onnx__TensorProto *t = nnic_onnx_export_alloc (x, sizeof *t);
   onnx__tensor_proto__init (t);
-  t->name = keep_string (x, g_strdup (name));
+  t->name = nnic_onnx_export_keep (x, g_strdup (name));
   t->has_data_type = TRUE;
   t->data_type = dtype;
   t->n_dims = (size_t) ndim;
-  t->dims = alloc (x, sizeof (int64_t) * (size_t) MAX (ndim, 1));
+  t->dims = nnic_onnx_export_alloc (x, sizeof (int64_t) * (size_t) MAX (ndim, 1));
   memcpy (t->dims, dims, sizeof (int64_t) * (size_t) ndim);
   t->has_raw_data = TRUE;
   t->raw_data.len = nbytes;
@@ -62,8 +52,8 @@ tensor_proto (Exporter *x, const char *name, int32_t dtype, int ndim, const int6
 }
 
 /* A parameter of the model, under its state_dict name. */
-static const char *
-param_initializer (Exporter *x, const char *name, GError **error)
+const char *
+nnic_onnx_export_param (NnicOnnxExporter *x, const char *name, GError **error)
 {
   NnicParam *p = nnic_model_find_param (x->model, name, error);
   if (!p)
@@ -74,19 +64,19 @@ param_initializer (Exporter *x, const char *name, GError **error)
 }
 
 /* A constant the model has no parameter for (Clip bounds, shapes). */
-static const char *
-constant_f32 (Exporter *x, const char *name, const float *values, int64_t n, gboolean scalar)
+const char *
+nnic_onnx_export_constant_f32 (NnicOnnxExporter *x, const char *name, const float *values, int64_t n, gboolean scalar)
 {
-  float *copy = alloc (x, sizeof (float) * (size_t) MAX (n, 1));
+  float *copy = nnic_onnx_export_alloc (x, sizeof (float) * (size_t) MAX (n, 1));
   memcpy (copy, values, sizeof (float) * (size_t) n);
   tensor_proto (x, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, scalar ? 0 : 1, &n, copy, sizeof (float) * (size_t) n);
   return name;
 }
 
-static const char *
-constant_i64 (Exporter *x, const char *name, const int64_t *values, int64_t n)
+const char *
+nnic_onnx_export_constant_i64 (NnicOnnxExporter *x, const char *name, const int64_t *values, int64_t n)
 {
-  int64_t *copy = alloc (x, sizeof (int64_t) * (size_t) MAX (n, 1));
+  int64_t *copy = nnic_onnx_export_alloc (x, sizeof (int64_t) * (size_t) MAX (n, 1));
   memcpy (copy, values, sizeof (int64_t) * (size_t) n);
   tensor_proto (x, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, &n, copy, sizeof (int64_t) * (size_t) n);
   return name;
@@ -94,37 +84,41 @@ constant_i64 (Exporter *x, const char *name, const int64_t *values, int64_t n)
 
 /* ---- nodes ---- */
 
-static Onnx__NodeProto *
-add_node (Exporter *x, const char *op, const char *name, const char *output)
+Onnx__NodeProto *
+nnic_onnx_export_node (NnicOnnxExporter *x, const char *op, const char *name, const char *output)
 {
-  Onnx__NodeProto *n = alloc (x, sizeof *n);
+  Onnx__NodeProto *n = nnic_onnx_export_alloc (x, sizeof *n);
   onnx__node_proto__init (n);
-  n->op_type = keep_string (x, g_strdup (op));
-  n->name = keep_string (x, g_strdup (name));
+  n->op_type = nnic_onnx_export_keep (x, g_strdup (op));
+  n->name = nnic_onnx_export_keep (x, g_strdup (name));
   n->n_output = 1;
-  n->output = alloc (x, sizeof (char *));
-  n->output[0] = keep_string (x, g_strdup (output));
-  n->input = alloc (x, sizeof (char *) * 8);
+  n->output = nnic_onnx_export_alloc (x, sizeof (char *));
+  n->output[0] = nnic_onnx_export_keep (x, g_strdup (output));
+  n->input = NULL;
   g_ptr_array_add (x->nodes, n);
   return n;
 }
 
-static void
-add_input (Exporter *x, Onnx__NodeProto *n, const char *value)
+void
+nnic_onnx_export_add_input (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *value)
 {
-  g_assert (n->n_input < 8);
-  n->input[n->n_input++] = keep_string (x, g_strdup (value));
+  /* Arena memory cannot grow in place: each input gets a new array. */
+  char **grown = nnic_onnx_export_alloc (x, sizeof (char *) * (n->n_input + 1));
+  if (n->n_input)
+    memcpy (grown, n->input, sizeof (char *) * n->n_input);
+  grown[n->n_input++] = nnic_onnx_export_keep (x, g_strdup (value));
+  n->input = grown;
 }
 
 static Onnx__AttributeProto *
-new_attribute (Exporter *x, Onnx__NodeProto *n, const char *name, Onnx__AttributeProto__AttributeType type)
+new_attribute (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *name, Onnx__AttributeProto__AttributeType type)
 {
-  Onnx__AttributeProto *a = alloc (x, sizeof *a);
+  Onnx__AttributeProto *a = nnic_onnx_export_alloc (x, sizeof *a);
   onnx__attribute_proto__init (a);
-  a->name = keep_string (x, g_strdup (name));
+  a->name = nnic_onnx_export_keep (x, g_strdup (name));
   a->has_type = TRUE;
   a->type = type;
-  Onnx__AttributeProto **grown = alloc (x, sizeof (Onnx__AttributeProto *) * (n->n_attribute + 1));
+  Onnx__AttributeProto **grown = nnic_onnx_export_alloc (x, sizeof (Onnx__AttributeProto *) * (n->n_attribute + 1));
   if (n->n_attribute)
     memcpy (grown, n->attribute, sizeof (Onnx__AttributeProto *) * n->n_attribute);
   grown[n->n_attribute++] = a;
@@ -132,45 +126,55 @@ new_attribute (Exporter *x, Onnx__NodeProto *n, const char *name, Onnx__Attribut
   return a;
 }
 
-static void
-attr_int (Exporter *x, Onnx__NodeProto *n, const char *name, int64_t v)
+void
+nnic_onnx_export_attr_int (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *name, int64_t v)
 {
   Onnx__AttributeProto *a = new_attribute (x, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
   a->has_i = TRUE;
   a->i = v;
 }
 
-static void
-attr_float (Exporter *x, Onnx__NodeProto *n, const char *name, float v)
+void
+nnic_onnx_export_attr_float (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *name, float v)
 {
   Onnx__AttributeProto *a = new_attribute (x, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
   a->has_f = TRUE;
   a->f = v;
 }
 
-static void
-attr_ints (Exporter *x, Onnx__NodeProto *n, const char *name, const int64_t *v, size_t count)
+void
+nnic_onnx_export_attr_ints (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *name, const int64_t *v, size_t count)
 {
   Onnx__AttributeProto *a = new_attribute (x, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
   a->n_ints = count;
-  a->ints = alloc (x, sizeof (int64_t) * count);
+  a->ints = nnic_onnx_export_alloc (x, sizeof (int64_t) * count);
   memcpy (a->ints, v, sizeof (int64_t) * count);
 }
 
 /* The value a node's k-th input reads: the producer's output (after its
  * output's QDQ pair, if any), or this node's own input QDQ pair. */
-static const char *
-input_of (Exporter *x, guint node, guint k)
+const char *
+nnic_onnx_export_input (NnicOnnxExporter *x, guint node, guint k)
 {
   if (k == 0 && x->input0)
     return x->input0;
   return x->value[nnic_model_node_input (x->model, node, k)];
 }
 
+Onnx__NodeProto *
+nnic_onnx_export_simple (NnicOnnxExporter *x, const char *op, guint i)
+{
+  const char *name = nnic_model_node_name (x->model, i);
+  Onnx__NodeProto *n = nnic_onnx_export_node (x, op, name, name);
+  for (guint k = 0; k < nnic_model_node_n_inputs (x->model, i); k++)
+    nnic_onnx_export_add_input (x, n, nnic_onnx_export_input (x, i, k));
+  return n;
+}
+
 /* ---- QDQ ---- */
 
 static const NnicOnnxQuantParam *
-find_quant (Exporter *x, const char *node, NnicQuantType type)
+find_quant (NnicOnnxExporter *x, const char *node, NnicQuantType type)
 {
   const NnicOnnxSaveOptions *o = x->options;
   for (guint i = 0; o && i < o->n_quant; i++)
@@ -202,38 +206,38 @@ check_quant (const NnicOnnxQuantParam *q, GError **error)
 
 /* The scale and zero point initializers of one quantized tensor. */
 static void
-quant_constants (Exporter *x, Onnx__NodeProto *n, const char *prefix, const NnicOnnxQuantParam *q)
+quant_constants (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *prefix, const NnicOnnxQuantParam *q)
 {
   g_autofree char *sn = g_strconcat (prefix, "_scale", NULL), *zn = g_strconcat (prefix, "_zero_point", NULL);
   const float scale = q->scale > 0 ? (float) q->scale : 1.0f;
-  add_input (x, n, constant_f32 (x, keep_string (x, g_steal_pointer (&sn)), &scale, 1, TRUE));
-  uint8_t *zp = alloc (x, 1);
+  nnic_onnx_export_add_input (x, n, nnic_onnx_export_constant_f32 (x, nnic_onnx_export_keep (x, g_steal_pointer (&sn)), &scale, 1, TRUE));
+  uint8_t *zp = nnic_onnx_export_alloc (x, 1);
   zp[0] = q->is_signed ? (uint8_t) (int8_t) q->zero_point : (uint8_t) q->zero_point;
-  const char *zname = keep_string (x, g_steal_pointer (&zn));
+  const char *zname = nnic_onnx_export_keep (x, g_steal_pointer (&zn));
   tensor_proto (x, zname, q->is_signed ? ONNX__TENSOR_PROTO__DATA_TYPE__INT8 : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 0,
                 (const int64_t[]) { 1 }, zp, 1);
-  add_input (x, n, zname);
+  nnic_onnx_export_add_input (x, n, zname);
 }
 
 /* value → QuantizeLinear → DequantizeLinear; returns the dequantized value. */
 static const char *
-qdq_pair (Exporter *x, const char *value, const char *prefix, const NnicOnnxQuantParam *q)
+qdq_pair (NnicOnnxExporter *x, const char *value, const char *prefix, const NnicOnnxQuantParam *q)
 {
   g_autofree char *qn = g_strconcat (prefix, "_q", NULL), *dqn = g_strconcat (prefix, "_dq", NULL);
-  Onnx__NodeProto *quant = add_node (x, "QuantizeLinear", qn, qn);
-  add_input (x, quant, value);
+  Onnx__NodeProto *quant = nnic_onnx_export_node (x, "QuantizeLinear", qn, qn);
+  nnic_onnx_export_add_input (x, quant, value);
   quant_constants (x, quant, prefix, q);
-  Onnx__NodeProto *dequant = add_node (x, "DequantizeLinear", dqn, dqn);
-  add_input (x, dequant, qn);
-  add_input (x, dequant, quant->input[1]);
-  add_input (x, dequant, quant->input[2]);
+  Onnx__NodeProto *dequant = nnic_onnx_export_node (x, "DequantizeLinear", dqn, dqn);
+  nnic_onnx_export_add_input (x, dequant, qn);
+  nnic_onnx_export_add_input (x, dequant, quant->input[1]);
+  nnic_onnx_export_add_input (x, dequant, quant->input[2]);
   return dequant->output[0];
 }
 
 /* A quantized weight: the integers as an initializer and a
  * DequantizeLinear whose output carries the parameter's name. */
 static gboolean
-quantized_weight (Exporter *x, const char *param, const NnicOnnxQuantParam *q, GError **error)
+quantized_weight (NnicOnnxExporter *x, const char *param, const NnicOnnxQuantParam *q, GError **error)
 {
   NnicParam *p = nnic_model_find_param (x->model, param, error);
   if (!p)
@@ -245,7 +249,7 @@ quantized_weight (Exporter *x, const char *param, const NnicOnnxQuantParam *q, G
   }
   const int lo = q->is_signed ? -(1 << (q->bits - 1)) : 0;
   const int hi = q->is_signed ? (1 << (q->bits - 1)) - 1 : (1 << q->bits) - 1;
-  uint8_t *ints = alloc (x, (gsize) MAX (src->numel, 1));
+  uint8_t *ints = nnic_onnx_export_alloc (x, (gsize) MAX (src->numel, 1));
   for (int64_t k = 0; k < src->numel; k++) {
     /* A fake-quantized value is (q - zp) * scale up to rounding: round
      * recovers q exactly; a float weight is quantized as QuantizeLinear
@@ -255,11 +259,11 @@ quantized_weight (Exporter *x, const char *param, const NnicOnnxQuantParam *q, G
     ints[k] = q->is_signed ? (uint8_t) (int8_t) iv : (uint8_t) iv;
   }
   g_autofree char *qname = g_strconcat (param, "_quantized", NULL);
-  tensor_proto (x, keep_string (x, g_steal_pointer (&qname)),
+  tensor_proto (x, nnic_onnx_export_keep (x, g_steal_pointer (&qname)),
                 q->is_signed ? ONNX__TENSOR_PROTO__DATA_TYPE__INT8 : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
                 src->ndim, src->shape, ints, (size_t) src->numel);
-  Onnx__NodeProto *dq = add_node (x, "DequantizeLinear", param, param);
-  add_input (x, dq, ((Onnx__TensorProto *) g_ptr_array_index (x->initializers, x->initializers->len - 1))->name);
+  Onnx__NodeProto *dq = nnic_onnx_export_node (x, "DequantizeLinear", param, param);
+  nnic_onnx_export_add_input (x, dq, ((Onnx__TensorProto *) g_ptr_array_index (x->initializers, x->initializers->len - 1))->name);
   quant_constants (x, dq, param, q);
   return TRUE;
 }
@@ -267,188 +271,57 @@ quantized_weight (Exporter *x, const char *param, const NnicOnnxQuantParam *q, G
 /* A layer's weight, under the parameter's name: a float initializer, or
  * (quantized) integers and the DequantizeLinear that precedes the layer. */
 static gboolean
-prepare_weight (Exporter *x, const char *node, const char *param, GError **error)
+prepare_weight (NnicOnnxExporter *x, const char *node, const char *param, GError **error)
 {
   const NnicOnnxQuantParam *q = find_quant (x, node, NNIC_QUANT_WEIGHT);
-  return q ? quantized_weight (x, param, q, error) : param_initializer (x, param, error) != NULL;
+  return q ? quantized_weight (x, param, q, error) : nnic_onnx_export_param (x, param, error) != NULL;
 }
 
-static void
-window_attrs (Exporter *x, Onnx__NodeProto *n, int kh, int kw, int sh, int sw, const int pads[4])
+void
+nnic_onnx_export_window (NnicOnnxExporter *x, Onnx__NodeProto *n, int kh, int kw, int sh, int sw, const int pads[4])
 {
-  attr_ints (x, n, "kernel_shape", (const int64_t[]) { kh, kw }, 2);
-  attr_ints (x, n, "strides", (const int64_t[]) { sh, sw }, 2);
+  nnic_onnx_export_attr_ints (x, n, "kernel_shape", (const int64_t[]) { kh, kw }, 2);
+  nnic_onnx_export_attr_ints (x, n, "strides", (const int64_t[]) { sh, sw }, 2);
   /* ONNX: x1_begin, x2_begin, x1_end, x2_end (top, left, bottom, right). */
-  attr_ints (x, n, "pads", (const int64_t[]) { pads[0], pads[1], pads[2], pads[3] }, 4);
+  nnic_onnx_export_attr_ints (x, n, "pads", (const int64_t[]) { pads[0], pads[1], pads[2], pads[3] }, 4);
 }
 
 /* A Conv or Gemm node reading node i's input, its weight (float or
  * dequantized) and its bias. */
-static Onnx__NodeProto *
-weighted_node (Exporter *x, const char *op, guint i, gboolean no_bias, GError **error)
+Onnx__NodeProto *
+nnic_onnx_export_weighted (NnicOnnxExporter *x, const char *op, guint i, gboolean no_bias, GError **error)
 {
   const char *name = nnic_model_node_name (x->model, i);
   g_autofree char *weight = g_strconcat (name, ".weight", NULL);
   g_autofree char *bias = g_strconcat (name, ".bias", NULL);
   if (!prepare_weight (x, name, weight, error))
     return NULL;
-  Onnx__NodeProto *n = add_node (x, op, name, name);
-  add_input (x, n, input_of (x, i, 0));
-  add_input (x, n, weight);
+  Onnx__NodeProto *n = nnic_onnx_export_node (x, op, name, name);
+  nnic_onnx_export_add_input (x, n, nnic_onnx_export_input (x, i, 0));
+  nnic_onnx_export_add_input (x, n, weight);
   if (!no_bias) {
-    if (!param_initializer (x, bias, error))
+    if (!nnic_onnx_export_param (x, bias, error))
       return NULL;
-    add_input (x, n, bias);
+    nnic_onnx_export_add_input (x, n, bias);
   }
   return n;
 }
 
 static gboolean
-export_layer (Exporter *x, guint i, GError **error)
+export_layer (NnicOnnxExporter *x, guint i, GError **error)
 {
-  NnicModel *m = x->model;
-  const char *name = nnic_model_node_name (m, i), *type = nnic_model_node_type (m, i);
-  g_autofree char *weight = g_strconcat (name, ".weight", NULL);
-  g_autofree char *bias = g_strconcat (name, ".bias", NULL);
-  Onnx__NodeProto *n;
-
-  if (!strcmp (type, "Conv2d")) {
-    NnicConv2dSpec s;
-    nnic_model_node_conv2d_spec (m, i, &s);
-    if (!(n = weighted_node (x, "Conv", i, s.no_bias, error)))
-      return FALSE;
-    window_attrs (x, n, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pads);
-    attr_ints (x, n, "dilations", (const int64_t[]) { s.dilation_h, s.dilation_w }, 2);
-    attr_int (x, n, "group", s.groups > 0 ? s.groups : 1);
-  } else if (!strcmp (type, "Linear")) {
-    NnicLinearSpec s;
-    nnic_model_node_linear_spec (m, i, &s);
-    if (!(n = weighted_node (x, "Gemm", i, s.no_bias, error)))
-      return FALSE;
-    attr_int (x, n, "transB", 1);
-  } else if (!strcmp (type, "BatchNorm2d") || !strcmp (type, "BatchNorm1d")) {
-    /* BatchNormalization normalises over every axis but the second: on
-     * BatchNorm1d's [N, C] input, that is the batch. */
-    NnicBatchNormSpec s;
-    nnic_model_node_batchnorm_spec (m, i, &s);
-    n = add_node (x, "BatchNormalization", name, name);
-    add_input (x, n, input_of (x, i, 0));
-    if (s.no_affine) {
-      /* ONNX always has scale and B: ones and zeros. */
-      g_autofree float *ones = g_new (float, (gsize) s.num_features);
-      g_autofree float *zeros = g_new0 (float, (gsize) s.num_features);
-      for (int c = 0; c < s.num_features; c++)
-        ones[c] = 1.0f;
-      g_autofree char *sn = g_strconcat (name, ".onnx_scale", NULL), *bn = g_strconcat (name, ".onnx_bias", NULL);
-      add_input (x, n, constant_f32 (x, keep_string (x, g_steal_pointer (&sn)), ones, s.num_features, FALSE));
-      add_input (x, n, constant_f32 (x, keep_string (x, g_steal_pointer (&bn)), zeros, s.num_features, FALSE));
-    } else {
-      if (!param_initializer (x, weight, error) || !param_initializer (x, bias, error))
-        return FALSE;
-      add_input (x, n, weight);
-      add_input (x, n, bias);
-    }
-    g_autofree char *mean = g_strconcat (name, ".running_mean", NULL);
-    g_autofree char *var = g_strconcat (name, ".running_var", NULL);
-    if (!param_initializer (x, mean, error) || !param_initializer (x, var, error))
-      return FALSE;
-    add_input (x, n, mean);
-    add_input (x, n, var);
-    attr_float (x, n, "epsilon", (float) s.eps);
-    /* ONNX's momentum weighs the running value, torch's the batch's. */
-    attr_float (x, n, "momentum", (float) (1.0 - s.momentum));
-  } else if (!strcmp (type, "ReLU")) {
-    n = add_node (x, "Relu", name, name);
-    add_input (x, n, input_of (x, i, 0));
-  } else if (!strcmp (type, "ReLU6") || !strcmp (type, "Hardtanh")) {
-    double lo = 0.0, hi = 6.0;
-    if (!strcmp (type, "Hardtanh")) {
-      nnic_model_node_option (m, i, "min_val", &lo);
-      nnic_model_node_option (m, i, "max_val", &hi);
-    }
-    n = add_node (x, "Clip", name, name);
-    add_input (x, n, input_of (x, i, 0));
-    g_autofree char *ln = g_strconcat (name, ".onnx_min", NULL), *hn = g_strconcat (name, ".onnx_max", NULL);
-    const float lof = (float) lo, hif = (float) hi;
-    add_input (x, n, constant_f32 (x, keep_string (x, g_steal_pointer (&ln)), &lof, 1, TRUE));
-    add_input (x, n, constant_f32 (x, keep_string (x, g_steal_pointer (&hn)), &hif, 1, TRUE));
-  } else if (!strcmp (type, "MaxPool2d") || !strcmp (type, "AvgPool2d")) {
-    NnicPool2dSpec s;
-    nnic_model_node_pool2d_spec (m, i, &s);
-    const gboolean max = !strcmp (type, "MaxPool2d");
-    n = add_node (x, max ? "MaxPool" : "AveragePool", name, name);
-    add_input (x, n, input_of (x, i, 0));
-    window_attrs (x, n, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pads);
-    attr_int (x, n, "ceil_mode", s.ceil_mode ? 1 : 0);
-    if (!max)
-      attr_int (x, n, "count_include_pad", s.exclude_pad ? 0 : 1);
-  } else if (!strcmp (type, "AdaptiveAvgPool2d")) {
-    double oh = 1, ow = 1;
-    nnic_model_node_option (m, i, "out_h", &oh);
-    nnic_model_node_option (m, i, "out_w", &ow);
-    int64_t in[NNIC_MAX_DIMS];
-    nnic_model_node_shape (m, nnic_model_node_input (m, i, 0), in);
-    if (oh == 1 && ow == 1) {
-      n = add_node (x, "GlobalAveragePool", name, name);
-      add_input (x, n, input_of (x, i, 0));
-    } else if (in[1] % (int64_t) oh == 0 && in[2] % (int64_t) ow == 0) {
-      /* Windows that tile the input evenly: an ordinary average pool. */
-      const int kh = (int) (in[1] / (int64_t) oh), kw = (int) (in[2] / (int64_t) ow);
-      n = add_node (x, "AveragePool", name, name);
-      add_input (x, n, input_of (x, i, 0));
-      window_attrs (x, n, kh, kw, kh, kw, (const int[4]) { 0, 0, 0, 0 });
-    } else {
-      g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
-                   "%s (AdaptiveAvgPool2d): output %gx%g does not divide the input %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
-                   "; ONNX has no adaptive pooling", name, oh, ow, in[1], in[2]);
-      return FALSE;
-    }
-  } else if (!strcmp (type, "Flatten")) {
-    n = add_node (x, "Flatten", name, name);
-    add_input (x, n, input_of (x, i, 0));
-    attr_int (x, n, "axis", 1);
-  } else if (!strcmp (type, "Dropout")) {
-    /* Inference: the identity (ONNX Dropout with no training_mode input). */
-    n = add_node (x, "Dropout", name, name);
-    add_input (x, n, input_of (x, i, 0));
-  } else if (!strcmp (type, "Add")) {
-    n = add_node (x, "Add", name, name);
-    add_input (x, n, input_of (x, i, 0));
-    add_input (x, n, input_of (x, i, 1));
-  } else if (!strcmp (type, "Concat")) {
-    n = add_node (x, "Concat", name, name);
-    for (guint k = 0; k < nnic_model_node_n_inputs (m, i); k++) {
-      if (n->n_input == 8) {
-        g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED, "%s (Concat): more than 8 inputs", name);
-        return FALSE;
-      }
-      add_input (x, n, input_of (x, i, k));
-    }
-    attr_int (x, n, "axis", 1);
-  } else if (!strcmp (type, "Softmax")) {
-    double axis = -1;
-    nnic_model_node_option (m, i, "axis", &axis);
-    n = add_node (x, "Softmax", name, name);
-    add_input (x, n, input_of (x, i, 0));
-    attr_int (x, n, "axis", (int64_t) axis);
-  } else if (!strcmp (type, "Reshape")) {
-    int64_t shape[NNIC_MAX_DIMS + 1];
-    const int nd = nnic_model_node_shape (m, i, shape + 1);
-    shape[0] = -1; /* the batch */
-    n = add_node (x, "Reshape", name, name);
-    add_input (x, n, input_of (x, i, 0));
-    g_autofree char *sn = g_strconcat (name, ".onnx_shape", NULL);
-    add_input (x, n, constant_i64 (x, keep_string (x, g_steal_pointer (&sn)), shape, nd + 1));
-  } else {
-    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED, "%s: no ONNX export for node type %s", name, type);
+  const NnicNode *n = nnic_graph_node (x->model, i);
+  if (!n->op->onnx_export) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED, "%s: no ONNX export for node type %s",
+                 n->name, n->op->type);
     return FALSE;
   }
-  return TRUE;
+  return n->op->onnx_export (x, i, error);
 }
 
 /* A node, with the QDQ pairs of its quantized input and output. */
 static gboolean
-export_node (Exporter *x, guint i, GError **error)
+export_node (NnicOnnxExporter *x, guint i, GError **error)
 {
   const char *name = nnic_model_node_name (x->model, i);
   const NnicOnnxQuantParam *in = find_quant (x, name, NNIC_QUANT_INPUT);
@@ -473,27 +346,27 @@ export_node (Exporter *x, guint i, GError **error)
 
 /* A float tensor value with a symbolic batch dimension. */
 static Onnx__ValueInfoProto *
-value_info (Exporter *x, const char *name, const int64_t *shape, int ndim)
+value_info (NnicOnnxExporter *x, const char *name, const int64_t *shape, int ndim)
 {
-  Onnx__ValueInfoProto *v = alloc (x, sizeof *v);
+  Onnx__ValueInfoProto *v = nnic_onnx_export_alloc (x, sizeof *v);
   onnx__value_info_proto__init (v);
-  v->name = keep_string (x, g_strdup (name));
-  Onnx__TypeProto *tp = alloc (x, sizeof *tp);
+  v->name = nnic_onnx_export_keep (x, g_strdup (name));
+  Onnx__TypeProto *tp = nnic_onnx_export_alloc (x, sizeof *tp);
   onnx__type_proto__init (tp);
-  Onnx__TypeProto__Tensor *tt = alloc (x, sizeof *tt);
+  Onnx__TypeProto__Tensor *tt = nnic_onnx_export_alloc (x, sizeof *tt);
   onnx__type_proto__tensor__init (tt);
   tt->has_elem_type = TRUE;
   tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
-  Onnx__TensorShapeProto *sp = alloc (x, sizeof *sp);
+  Onnx__TensorShapeProto *sp = nnic_onnx_export_alloc (x, sizeof *sp);
   onnx__tensor_shape_proto__init (sp);
   sp->n_dim = (size_t) ndim + 1;
-  sp->dim = alloc (x, sizeof (Onnx__TensorShapeProto__Dimension *) * sp->n_dim);
+  sp->dim = nnic_onnx_export_alloc (x, sizeof (Onnx__TensorShapeProto__Dimension *) * sp->n_dim);
   for (size_t d = 0; d < sp->n_dim; d++) {
-    Onnx__TensorShapeProto__Dimension *dim = alloc (x, sizeof *dim);
+    Onnx__TensorShapeProto__Dimension *dim = nnic_onnx_export_alloc (x, sizeof *dim);
     onnx__tensor_shape_proto__dimension__init (dim);
     if (d == 0) {
       dim->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-      dim->dim_param = keep_string (x, g_strdup ("batch"));
+      dim->dim_param = nnic_onnx_export_keep (x, g_strdup ("batch"));
     } else {
       dim->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
       dim->dim_value = shape[d - 1];
@@ -510,7 +383,7 @@ value_info (Exporter *x, const char *name, const int64_t *shape, int ndim)
 gboolean
 nnic_model_save_onnx (NnicModel *m, const char *path, const NnicOnnxSaveOptions *options, GError **error)
 {
-  Exporter x = {
+  NnicOnnxExporter x = {
     .arena = g_ptr_array_new_with_free_func (g_free),
     .nodes = g_ptr_array_new (),
     .initializers = g_ptr_array_new (),
@@ -518,7 +391,7 @@ nnic_model_save_onnx (NnicModel *m, const char *path, const NnicOnnxSaveOptions 
     .opset = options && options->opset ? options->opset : DEFAULT_OPSET,
     .options = options,
   };
-  x.value = alloc (&x, sizeof (char *) * nnic_model_n_nodes (m));
+  x.value = nnic_onnx_export_alloc (&x, sizeof (char *) * nnic_model_n_nodes (m));
   x.value[0] = nnic_model_node_name (m, 0);
   gboolean ok = FALSE;
   uint8_t *buffer = NULL;

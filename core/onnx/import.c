@@ -4,104 +4,101 @@
  * copying each initializer into its parameter and freeing the unpacked
  * copy after its last use. */
 #include "core/onnx/internal.h"
+#include "core/graph.h"
 #include "core/io/file_util.h"
 
 #include <string.h>
 
-/* ---- messages ---- */
+
+
+
+
+static gint
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
 
 char *
-nnic_onnx_node_label (const NnicOnnxImport *ctx, const Onnx__NodeProto *node)
-{
-  if (node->name && *node->name)
-    return g_strdup (node->name);
-  for (size_t i = 0; i < ctx->graph->n_node; i++)
-    if (ctx->graph->node[i] == node)
-      return g_strdup_printf ("#%zu", i);
-  return g_strdup ("?");
-}
-
-static char *
-node_context (NnicOnnxImport *ctx, const Onnx__NodeProto *node)
-{
-  g_autofree char *label = nnic_onnx_node_label (ctx, node);
-  return g_strdup_printf ("%s: node '%s' (%s, opset %d): ", ctx->source, label,
-                          node->op_type ? node->op_type : "no op type", ctx->opset);
-}
-
-void
-nnic_onnx_node_error (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error, int code,
-                      const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_autofree char *where = node_context (ctx, node);
-  g_set_error (error, NNIC_ERROR, code, "%s%s", where, msg);
-}
-
-void
-nnic_onnx_node_prefix (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error)
-{
-  if (!error || !*error)
-    return;
-  g_autofree char *where = node_context (ctx, node);
-  if (!g_str_has_prefix ((*error)->message, where))
-    g_prefix_error (error, "%s", where);
-}
-
-const char *
 nnic_onnx_supported_ops (void)
 {
-  return "AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Dropout, Flatten, Gemm, "
-         "GlobalAveragePool, Identity, MatMul, MaxPool, Relu, Reshape, Softmax, and Shape, "
-         "Gather, Unsqueeze, Squeeze, Cast, QuantizeLinear, DequantizeLinear on constants";
+  g_autoptr (GPtrArray) ops = g_ptr_array_new ();
+  g_ptr_array_add (ops, (gpointer) "Constant");
+  g_ptr_array_add (ops, (gpointer) "Identity");
+  for (guint i = 0; nnic_ops[i]; i++)
+    for (const char *const *o = nnic_ops[i]->onnx_ops; o && *o; o++)
+      if (!g_ptr_array_find_with_equal_func (ops, *o, g_str_equal, NULL))
+        g_ptr_array_add (ops, (gpointer) *o);
+  g_ptr_array_sort (ops, compare_strings);
+  GString *s = g_string_new (NULL);
+  for (guint i = 0; i < ops->len; i++)
+    g_string_append_printf (s, "%s, ", (const char *) g_ptr_array_index (ops, i));
+  g_string_append (s, "and Shape, Gather, Unsqueeze, Squeeze, Cast, QuantizeLinear, "
+                      "DequantizeLinear on constants");
+  return g_string_free (s, FALSE);
 }
-
-/* ---- outputs ---- */
-
-void
-nnic_onnx_set_output (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
-                      const char *nnic_name)
-{
-  if (k < node->n_output && node->output[k] && *node->output[k])
-    nnic_onnx_value_add_node (ctx, node->output[k], nnic_name);
-}
-
-gboolean
-nnic_onnx_added (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, gboolean ok,
-                 GError **error)
-{
-  if (!ok) {
-    nnic_onnx_node_prefix (ctx, node, error);
-    return FALSE;
-  }
-  nnic_onnx_set_output (ctx, node, 0, name);
-  return TRUE;
-}
-
-gboolean
-nnic_onnx_extra_outputs_unused (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
-                                size_t first_extra, GError **error)
-{
-  for (size_t k = first_extra; k < node->n_output; k++)
-    if (node->output[k] && *node->output[k] && g_hash_table_contains (ctx->consumed, node->output[k])) {
-      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                            "its output %zu ('%s') is used, but nnic computes only the first",
-                            k, node->output[k]);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/* ---- model-level checks ---- */
 
 static gboolean
 is_default_domain (const char *d)
 {
   return !d || !*d || !strcmp (d, "ai.onnx");
 }
+
+static gboolean
+op_known (const char *op)
+{
+  return !strcmp (op, "Constant") || !strcmp (op, "Identity") || nnic_onnx_op_folds (op) ||
+         nnic_op_for_onnx (op);
+}
+
+/* Before anything else is checked: every operator of the file that nnic
+ * cannot import, each with its first node, in one error. */
+static gboolean
+check_ops_known (NnicOnnxImport *ctx, GError **error)
+{
+  g_autoptr (GString) list = g_string_new (NULL);
+  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  const Onnx__NodeProto *first = NULL;
+  guint n_bad = 0;
+  for (size_t i = 0; i < ctx->graph->n_node; i++) {
+    const Onnx__NodeProto *node = ctx->graph->node[i];
+    const char *op = node->op_type ? node->op_type : "";
+    const gboolean foreign = !is_default_domain (node->domain);
+    if ((!foreign && op_known (op)) || !*op)
+      continue;
+    g_autofree char *key = foreign ? g_strdup_printf ("%s (domain %s)", op, node->domain)
+                                   : g_strdup (op);
+    if (g_hash_table_contains (seen, key))
+      continue;
+    g_autofree char *label = nnic_onnx_node_label (ctx, node);
+    g_string_append_printf (list, "%s%s (first node '%s')", n_bad ? ", " : "", key, label);
+    g_hash_table_add (seen, g_steal_pointer (&key));
+    if (!n_bad++)
+      first = node;
+  }
+  if (n_bad == 0)
+    return TRUE;
+  g_autofree char *known = nnic_onnx_supported_ops ();
+  if (n_bad == 1 && is_default_domain (first->domain)) {
+    nnic_onnx_node_error (ctx, first, error, NNIC_ERROR_UNSUPPORTED,
+                          "operator %s is not supported (nnic imports %s)", first->op_type, known);
+  } else if (n_bad == 1) {
+    nnic_onnx_node_error (ctx, first, error, NNIC_ERROR_UNSUPPORTED,
+                          "operators of domain '%s' are not supported (only the default ONNX "
+                          "domain)",
+                          first->domain);
+  } else {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                 "%s (opset %d): %u operators are not supported: %s (nnic imports %s)",
+                 ctx->source, ctx->opset, n_bad, list->str, known);
+  }
+  return FALSE;
+}
+
+
+
+
+/* ---- model-level checks ---- */
 
 static gboolean
 read_opset (NnicOnnxImport *ctx, const Onnx__ModelProto *mp, GError **error)
@@ -340,6 +337,38 @@ convert_constant (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **err
   return TRUE;
 }
 
+/* QuantizeLinear and DequantizeLinear of constants are folded (fold.c):
+ * QDQ weights. On values computed in the graph they are quantized
+ * inference, which nnic does not import. */
+static gboolean
+refuse_qdq (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error)
+{
+  OnnxValue *x = nnic_onnx_input (ctx, node, 0, error);
+  if (!x)
+    return FALSE;
+  if (x->kind == ONNX_VALUE_NODE) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "%s of the activation '%s': nnic imports QDQ weights (DequantizeLinear "
+                          "of constant integers), not quantized activations",
+                          node->op_type, x->name);
+    return FALSE;
+  }
+  /* a constant with a scale or zero point computed in the graph */
+  if (!nnic_onnx_input_const (ctx, node, 1, "scale", error))
+    return FALSE;
+  GError *local = NULL;
+  OnnxValue *z = nnic_onnx_input_opt (ctx, node, 2, &local);
+  if (local) {
+    g_propagate_error (error, local);
+    return FALSE;
+  }
+  if (z && !nnic_onnx_input_const (ctx, node, 2, "zero point", error))
+    return FALSE;
+  nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED, "%s is not supported here",
+                        node->op_type);
+  return FALSE;
+}
+
 static gboolean
 convert_node (NnicOnnxImport *ctx, guint i, GError **error)
 {
@@ -376,17 +405,17 @@ convert_node (NnicOnnxImport *ctx, guint i, GError **error)
   gboolean ok;
   if (!ctx->emits[i]) {
     ok = nnic_onnx_fold (ctx, node, error);
+  } else if (!strcmp (op, "QuantizeLinear") || !strcmp (op, "DequantizeLinear")) {
+    ok = refuse_qdq (ctx, node, error);
   } else {
-    NnicOnnxConverter fn = nnic_onnx_layer_converter (op);
-    if (!fn)
-      fn = nnic_onnx_misc_converter (op);
-    if (!fn) {
+    const NnicOp *nop = nnic_op_for_onnx (op);
+    if (!nop) {
+      g_autofree char *known = nnic_onnx_supported_ops ();
       nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                            "operator %s is not supported (nnic imports %s)", op,
-                            nnic_onnx_supported_ops ());
+                            "operator %s is not supported (nnic imports %s)", op, known);
       return FALSE;
     }
-    ok = fn (ctx, node, ctx->names[i], error);
+    ok = nop->onnx_import (ctx, node, ctx->names[i], error);
   }
   if (ok)
     nnic_onnx_inputs_done (ctx, node);
@@ -447,7 +476,7 @@ import (const char *source, const char *base_dir, NnicOnnxProto *proto,
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT, "%s: the model has no graph", source);
     ok = FALSE;
   }
-  ok = ok && add_initializers (&ctx, error) && bind_constants (&ctx, options, error) &&
+  ok = ok && check_ops_known (&ctx, error) && add_initializers (&ctx, error) && bind_constants (&ctx, options, error) &&
        create_model (&ctx, error) && nnic_onnx_plan (&ctx, error);
   if (ok) {
     GHashTableIter it;

@@ -9,15 +9,17 @@
  *   names.c        nnic node names (PyTorch module names where possible)
  *   fold.c         constant folding: shape arithmetic (Shape, Gather, ...) and
  *                  QDQ weights (DequantizeLinear, QuantizeLinear of constants)
- *   ops_layers.c   Conv, Gemm, MatMul, BatchNormalization, pooling
- *   ops_misc.c     Add, Relu, Clip, Flatten, Reshape, Concat, Dropout, Softmax
- *                  (and QuantizeLinear/DequantizeLinear on activations: refused)
+ *   convert.c      what the converters share: messages, outputs, checks
  *   import.c       the driver: opset, graph inputs and outputs, node loop
+ * Each op's converter is in its own file in core/ops/, found through the
+ * op table (nnic_op_for_onnx).
  */
 #pragma once
 
 #include <nnic/onnx.h>
 #include <nnic/error.h>
+
+#include "core/graph.h"
 
 #include "onnx.pb-c.h"
 
@@ -67,7 +69,7 @@ typedef struct {
 
 /* ---- one import ---- */
 
-typedef struct {
+struct _NnicOnnxImport {
   const char *source;         /* names the file in messages */
   char *base_dir;             /* external data is relative to it; NULL for buffers */
   int opset;
@@ -86,7 +88,7 @@ typedef struct {
   GHashTable *consumed;       /* value names some node reads or the graph outputs */
   char **names;               /* from names.c: the nnic name of each emitting node */
   guint node_index;           /* the node being converted */
-} NnicOnnxImport;
+};
 
 /* Errors about the node being converted: "FILE: node 'NAME' (OP, opset N): ..." */
 void nnic_onnx_node_error (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error,
@@ -215,15 +217,37 @@ gboolean nnic_onnx_torch_scope (const char *node_name, char **module_path, char 
 
 gboolean nnic_onnx_fold (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error);
 
-/* ---- ops ---- */
+/* ---- convert.c: what the converters in core/ops/ share ---- */
 
-typedef gboolean (*NnicOnnxConverter) (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
-                                       const char *name, GError **error);
-/* The converter of an op type, or NULL. */
-NnicOnnxConverter nnic_onnx_layer_converter (const char *op_type);
-NnicOnnxConverter nnic_onnx_misc_converter (const char *op_type);
-/* The ops the importer knows, for messages ("Add, AveragePool, ..."). */
-const char *nnic_onnx_supported_ops (void);
+/* Every ONNX op type the importer knows, for messages (g_free). */
+char *nnic_onnx_supported_ops (void);
+/* "[N, 3, 224, 224]" for a per-sample shape (g_free). */
+char *nnic_onnx_full_shape (int nd, const int64_t *shape);
+/* "NODE.LOCAL", a parameter's name (g_free). */
+char *nnic_onnx_param_name (const char *node, const char *local);
+/* The node has no attributes, or an UNSUPPORTED error naming the first. */
+gboolean nnic_onnx_no_attrs (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error);
+/* Input 0 as a graph value of per-sample rank `rank` (3: [N, C, H, W];
+ * 1: [N, features]), with its per-sample shape. */
+OnnxValue *nnic_onnx_input_of_rank (NnicOnnxImport *ctx, const Onnx__NodeProto *node, int rank,
+                                    int64_t shape[NNIC_MAX_DIMS], GError **error);
+/* A constant's dims, errors prefixed with the node. */
+gboolean nnic_onnx_const_dims (NnicOnnxImport *ctx, const Onnx__NodeProto *node, OnnxValue *v,
+                               int *nd, int64_t *shape, int64_t *numel, GError **error);
+/* An attribute value in [1, 2^20] ([0, 2^20] when zero_ok), or a FORMAT error. */
+gboolean nnic_onnx_positive_int (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
+                                 const char *attr, int64_t v, gboolean zero_ok, GError **error);
+/* A 2-D window: kernel, strides, dilations and pads, with auto_pad
+ * resolved against the input's height and width. */
+typedef struct {
+  int kh, kw, sh, sw, dh, dw;
+  int pads[4]; /* top, left, bottom, right */
+} NnicOnnxWindow;
+/* Strides, dilations and pads of a Conv or pooling node, with auto_pad
+ * resolved against the input's height and width. */
+gboolean nnic_onnx_window_attrs (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
+                                 const int64_t in_hw[2], int kh, int kw, NnicOnnxWindow *w,
+                                 GError **error);
 
 /* Declares the output `k` of `node` as the nnic node `nnic_name`. */
 void nnic_onnx_set_output (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,

@@ -1,5 +1,9 @@
 /* ReLU, ReLU6 and Hardtanh (nn.ReLU, nn.ReLU6, nn.Hardtanh), elementwise on any shape. */
 #include "core/ops/kernels.h"
+#include "core/onnx/internal.h"
+#include "core/onnx/exporter.h"
+
+#include <math.h>
 
 #include <string.h>
 
@@ -92,6 +96,92 @@ relu6_backward (NnicNode *node)
   clamp_backward (node, 0.0f, 6.0f);
 }
 
+/* ---- ONNX ---- */
+
+static gboolean
+convert_relu (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
+  return x && nnic_onnx_no_attrs (ctx, node, error) &&
+         nnic_onnx_added (ctx, node, name, nnic_model_add_relu (ctx->m, name, x->node, error), error);
+}
+
+/* Clip's bound `k` (1: min, 2: max): an input from opset 11, an attribute before. */
+static gboolean
+clip_bound (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k, double def, double *out,
+            GError **error)
+{
+  const char *attr = k == 1 ? "min" : "max";
+  if (!nnic_onnx_attr_float (ctx, node, attr, def, out, error))
+    return FALSE;
+  GError *local = NULL;
+  OnnxValue *v = nnic_onnx_input_opt (ctx, node, k, &local);
+  if (local) {
+    g_propagate_error (error, local);
+    return FALSE;
+  }
+  if (!v)
+    return TRUE;
+  if (v->kind != ONNX_VALUE_CONST)
+    return nnic_onnx_input_const (ctx, node, k, attr, error) != NULL;
+  if (!nnic_onnx_const_scalar (ctx, v, out, error)) {
+    nnic_onnx_node_prefix (ctx, node, error);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+convert_clip (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  static const char *const known[] = { "min", "max", NULL };
+  double lo, hi;
+  OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
+  if (!x || !nnic_onnx_attrs_known (ctx, node, known, error) ||
+      !clip_bound (ctx, node, 1, -INFINITY, &lo, error) ||
+      !clip_bound (ctx, node, 2, INFINITY, &hi, error))
+    return FALSE;
+  if (isnan (lo) || isnan (hi) || lo > hi) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "min %g and max %g do not make an interval", lo, hi);
+    return FALSE;
+  }
+  gboolean ok;
+  if (lo == 0.0 && hi == 6.0)
+    ok = nnic_model_add_relu6 (ctx->m, name, x->node, error);
+  else if (lo == 0.0 && isinf (hi))
+    ok = nnic_model_add_relu (ctx->m, name, x->node, error);
+  else
+    ok = nnic_model_add_hardtanh (ctx->m, name, x->node, lo, hi, error);
+  return nnic_onnx_added (ctx, node, name, ok, error);
+}
+
+static gboolean
+export_relu (NnicOnnxExporter *x, guint i, GError **error)
+{
+  (void) error;
+  nnic_onnx_export_simple (x, "Relu", i);
+  return TRUE;
+}
+
+/* ReLU6 and Hardtanh: Clip with constant bounds. */
+static gboolean
+export_clip (NnicOnnxExporter *x, guint i, GError **error)
+{
+  (void) error;
+  double lo = 0.0, hi = 6.0;
+  nnic_model_node_option (x->model, i, "min_val", &lo);
+  nnic_model_node_option (x->model, i, "max_val", &hi);
+  const char *name = nnic_model_node_name (x->model, i);
+  Onnx__NodeProto *n = nnic_onnx_export_simple (x, "Clip", i);
+  char *ln = nnic_onnx_export_keep (x, g_strconcat (name, ".onnx_min", NULL));
+  char *hn = nnic_onnx_export_keep (x, g_strconcat (name, ".onnx_max", NULL));
+  const float lof = (float) lo, hif = (float) hi;
+  nnic_onnx_export_add_input (x, n, nnic_onnx_export_constant_f32 (x, ln, &lof, 1, TRUE));
+  nnic_onnx_export_add_input (x, n, nnic_onnx_export_constant_f32 (x, hn, &hif, 1, TRUE));
+  return TRUE;
+}
+
 const NnicOp nnic_op_relu = {
   .type = "ReLU",
   .setup = activation_setup,
@@ -101,6 +191,9 @@ const NnicOp nnic_op_relu = {
   .finalize = NULL,
   .channels = NNIC_CHANNELS_KEEP,
   .keeps_grid = TRUE,
+  .onnx_ops = (const char *const[]) { "Relu", NULL },
+  .onnx_import = convert_relu,
+  .onnx_export = export_relu,
 };
 
 gboolean
@@ -118,6 +211,7 @@ const NnicOp nnic_op_relu6 = {
   .finalize = NULL,
   .channels = NNIC_CHANNELS_KEEP,
   .keeps_grid = TRUE,
+  .onnx_export = export_clip,
 };
 
 gboolean
@@ -183,6 +277,9 @@ const NnicOp nnic_op_hardtanh = {
   .option = hardtanh_option,
   .channels = NNIC_CHANNELS_KEEP,
   .keeps_grid = TRUE,
+  .onnx_ops = (const char *const[]) { "Clip", NULL },
+  .onnx_import = convert_clip,
+  .onnx_export = export_clip,
 };
 
 gboolean

@@ -73,6 +73,7 @@ const NnicOp nnic_op_batchnorm1d = {
   .finalize = op_mode_finalize,
   .init_params = nnic_init_batchnorm,
   .channels = NNIC_CHANNELS_KEEP,
+  .onnx_export = nnic_batchnorm_export,
 };
 
 gboolean

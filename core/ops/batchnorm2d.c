@@ -5,6 +5,10 @@
  * unbiased variance as PyTorch does. Evaluation uses the running statistics.
  * cache[0] [2, C] keeps the mean and 1/sqrt(var + eps) the forward used. */
 #include "core/ops/kernels.h"
+#include "core/onnx/internal.h"
+#include "core/onnx/exporter.h"
+
+#include <stdio.h>
 
 extern const NnicOp nnic_op_batchnorm2d;
 
@@ -259,6 +263,130 @@ nnic_model_node_batchnorm_spec (const NnicModel *m, guint i, NnicBatchNormSpec *
   return TRUE;
 }
 
+/* ---- ONNX ---- */
+
+/* PyTorch's momentum from ONNX's (running = m * running + (1 - m) * batch,
+ * so torch's is 1 - m), through the shortest decimal that gives the same
+ * float, so that 0.9 gives 0.1 and not 0.10000002. */
+static double
+torch_momentum (float m)
+{
+  char buf[32];
+  for (int p = 1; p <= 9; p++) {
+    snprintf (buf, sizeof buf, "%.*g", p, (double) m);
+    if ((float) g_ascii_strtod (buf, NULL) == m)
+      break;
+  }
+  return 1.0 - g_ascii_strtod (buf, NULL);
+}
+
+static gboolean
+convert_batchnorm (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  static const char *const known[] = { "epsilon", "momentum", "training_mode", "spatial", NULL };
+  int64_t in[NNIC_MAX_DIMS];
+  double eps, momentum;
+  int64_t training_mode, spatial;
+  if (!nnic_onnx_attrs_known (ctx, node, known, error) ||
+      !nnic_onnx_attr_float (ctx, node, "epsilon", 1e-5, &eps, error) ||
+      !nnic_onnx_attr_float (ctx, node, "momentum", 0.9, &momentum, error) ||
+      !nnic_onnx_attr_int (ctx, node, "training_mode", 0, &training_mode, error) ||
+      !nnic_onnx_attr_int (ctx, node, "spatial", 1, &spatial, error))
+    return FALSE;
+  (void) training_mode; /* nnic_model_set_training() decides; the statistics are kept either way */
+  if (spatial != 1) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED, "spatial=0 is not supported");
+    return FALSE;
+  }
+  if (!(momentum >= 0.0 && momentum <= 1.0) || !(eps > 0.0) || !isfinite (eps)) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
+                          "epsilon %g must be positive and momentum %g in [0, 1]", eps, momentum);
+    return FALSE;
+  }
+  /* [N, C, H, W] → BatchNorm2d, [N, C] → BatchNorm1d. */
+  OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
+  if (!x)
+    return FALSE;
+  const int rank = nnic_onnx_value_shape (ctx, x, in);
+  if (rank != 3 && rank != 1) {
+    g_autofree char *s = nnic_onnx_full_shape (rank, in);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "nnic imports BatchNormalization on [N, C, H, W] and [N, C] inputs only; input '%s' is %s",
+                          x->name, s);
+    return FALSE;
+  }
+  if (!nnic_onnx_extra_outputs_unused (ctx, node, 1, error))
+    return FALSE;
+  static const char *const roles[] = { "scale", "bias (B)", "mean", "var" };
+  static const char *const locals[] = { "weight", "bias", "running_mean", "running_var" };
+  OnnxValue *p[4];
+  for (int k = 0; k < 4; k++) {
+    int nd;
+    int64_t s[NNIC_MAX_DIMS], numel;
+    if (!(p[k] = nnic_onnx_input_const (ctx, node, (size_t) k + 1, roles[k], error)) ||
+        !nnic_onnx_const_dims (ctx, node, p[k], &nd, s, &numel, error))
+      return FALSE;
+    if (nd != 1 || s[0] != in[0]) {
+      g_autofree char *ss = nnic_shape_to_string (nd, s);
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_SHAPE,
+                            "the %s '%s' is %s, not [%" G_GINT64_FORMAT "] (the input's channels)",
+                            roles[k], p[k]->name, ss, in[0]);
+      return FALSE;
+    }
+  }
+  /* nnic's momentum 0 means "the default": a frozen average (ONNX momentum
+   * 1) gets the smallest positive one instead. */
+  double tm = torch_momentum ((float) momentum);
+  NnicBatchNormSpec spec = { .num_features = (int) in[0], .eps = eps,
+                             .momentum = tm > 0.0 ? tm : G_MINDOUBLE };
+  if (!nnic_onnx_added (ctx, node, name,
+              rank == 3 ? nnic_model_add_batchnorm2d (ctx->m, name, x->node, &spec, error)
+                        : nnic_model_add_batchnorm1d (ctx->m, name, x->node, &spec, error),
+              error))
+    return FALSE;
+  for (int k = 0; k < 4; k++) {
+    g_autofree char *pn = nnic_onnx_param_name (name, locals[k]);
+    if (!nnic_onnx_const_to_param (ctx, node, p[k], pn, FALSE, 1.0, error))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* BatchNormalization normalises over every axis but the second: on
+ * BatchNorm1d's [N, C] input, that is the batch. */
+gboolean
+nnic_batchnorm_export (NnicOnnxExporter *x, guint i, GError **error)
+{
+  NnicModel *m = x->model;
+  const char *name = nnic_model_node_name (m, i);
+  NnicBatchNormSpec s;
+  nnic_model_node_batchnorm_spec (m, i, &s);
+  Onnx__NodeProto *n = nnic_onnx_export_node (x, "BatchNormalization", name, name);
+  nnic_onnx_export_add_input (x, n, nnic_onnx_export_input (x, i, 0));
+  if (s.no_affine) {
+    /* ONNX always has scale and B: ones and zeros. */
+    g_autofree float *ones = g_new (float, (gsize) s.num_features);
+    g_autofree float *zeros = g_new0 (float, (gsize) s.num_features);
+    for (int c = 0; c < s.num_features; c++)
+      ones[c] = 1.0f;
+    char *sn = nnic_onnx_export_keep (x, g_strconcat (name, ".onnx_scale", NULL));
+    char *bn = nnic_onnx_export_keep (x, g_strconcat (name, ".onnx_bias", NULL));
+    nnic_onnx_export_add_input (x, n, nnic_onnx_export_constant_f32 (x, sn, ones, s.num_features, FALSE));
+    nnic_onnx_export_add_input (x, n, nnic_onnx_export_constant_f32 (x, bn, zeros, s.num_features, FALSE));
+  }
+  static const char *const locals[] = { "weight", "bias", "running_mean", "running_var" };
+  for (guint k = s.no_affine ? 2 : 0; k < G_N_ELEMENTS (locals); k++) {
+    g_autofree char *pn = g_strconcat (name, ".", locals[k], NULL);
+    if (!nnic_onnx_export_param (x, pn, error))
+      return FALSE;
+    nnic_onnx_export_add_input (x, n, pn);
+  }
+  nnic_onnx_export_attr_float (x, n, "epsilon", (float) s.eps);
+  /* ONNX's momentum weighs the running value, torch's the batch's. */
+  nnic_onnx_export_attr_float (x, n, "momentum", (float) (1.0 - s.momentum));
+  return TRUE;
+}
+
 const NnicOp nnic_op_batchnorm2d = {
   .type = "BatchNorm2d",
   .setup = bn_setup,
@@ -268,4 +396,7 @@ const NnicOp nnic_op_batchnorm2d = {
   .finalize = op_mode_finalize,
   .init_params = nnic_init_batchnorm,
   .channels = NNIC_CHANNELS_KEEP,
+  .onnx_ops = (const char *const[]) { "BatchNormalization", NULL },
+  .onnx_import = convert_batchnorm,
+  .onnx_export = nnic_batchnorm_export,
 };

@@ -24,6 +24,8 @@
  * NNIC_CONV_DEPTHWISE=0 in the environment (read when a layer is added)
  * sends them through the GEMMs too, for benchmarks and cross-checks. */
 #include "core/ops/kernels.h"
+#include "core/onnx/internal.h"
+#include "core/onnx/exporter.h"
 #include "core/parallel.h"
 
 #include <cblas.h>
@@ -843,6 +845,108 @@ nnic_model_node_conv2d_spec (const NnicModel *m, guint i, NnicConv2dSpec *spec)
   return TRUE;
 }
 
+/* ---- ONNX ---- */
+
+/* ---- Conv ---- */
+
+static gboolean
+convert_conv (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  static const char *const known[] = { "auto_pad", "dilations", "group", "kernel_shape", "pads",
+                                       "strides", NULL };
+  int64_t in[NNIC_MAX_DIMS];
+  OnnxValue *x = nnic_onnx_attrs_known (ctx, node, known, error)
+                     ? nnic_onnx_input_of_rank (ctx, node, 3, in, error) : NULL;
+  OnnxValue *w = x ? nnic_onnx_input_const (ctx, node, 1, "weight", error) : NULL;
+  if (!w)
+    return FALSE;
+  GError *local = NULL;
+  OnnxValue *b = nnic_onnx_input_opt (ctx, node, 2, &local);
+  if (local) {
+    g_propagate_error (error, local);
+    return FALSE;
+  }
+  if (b && b->kind != ONNX_VALUE_CONST)
+    return nnic_onnx_input_const (ctx, node, 2, "bias", error) != NULL;
+  int wnd;
+  int64_t ws[NNIC_MAX_DIMS], wn;
+  if (!nnic_onnx_const_dims (ctx, node, w, &wnd, ws, &wn, error))
+    return FALSE;
+  if (wnd != 4) {
+    g_autofree char *s = nnic_shape_to_string (wnd, ws);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "only 2-D convolutions are supported; the weight '%s' is %s", w->name, s);
+    return FALSE;
+  }
+  int64_t group;
+  const int64_t *ks;
+  size_t nk;
+  if (!nnic_onnx_attr_int (ctx, node, "group", 1, &group, error) ||
+      !nnic_onnx_attr_ints (ctx, node, "kernel_shape", 2, &ks, &nk, error))
+    return FALSE;
+  if (nk && (ks[0] != ws[2] || ks[1] != ws[3])) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
+                          "kernel_shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                          "] does not match the weight's [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "]",
+                          ks[0], ks[1], ws[2], ws[3]);
+    return FALSE;
+  }
+  if (!nnic_onnx_positive_int (ctx, node, "group", group, FALSE, error))
+    return FALSE;
+  if (ws[1] * group != in[0] || ws[0] % group != 0 || ws[0] > G_MAXINT || ws[2] > 1 << 20 ||
+      ws[3] > 1 << 20 || ws[0] == 0 || ws[2] == 0 || ws[3] == 0) {
+    g_autofree char *s = nnic_shape_to_string (wnd, ws);
+    g_autofree char *xs = nnic_onnx_full_shape (3, in);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_SHAPE,
+                          "the weight '%s' %s with group %" G_GINT64_FORMAT
+                          " does not fit the input %s",
+                          w->name, s, group, xs);
+    return FALSE;
+  }
+  int nb;
+  int64_t bs[NNIC_MAX_DIMS], bn;
+  if (b && !nnic_onnx_const_dims (ctx, node, b, &nb, bs, &bn, error))
+    return FALSE;
+  if (b && (nb != 1 || bs[0] != ws[0])) {
+    g_autofree char *s = nnic_shape_to_string (nb, bs);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_SHAPE,
+                          "the bias '%s' is %s, not [%" G_GINT64_FORMAT "]", b->name, s, ws[0]);
+    return FALSE;
+  }
+  NnicOnnxWindow win;
+  if (!nnic_onnx_window_attrs (ctx, node, in + 1, (int) ws[2], (int) ws[3], &win, error))
+    return FALSE;
+  NnicConv2dSpec spec = {
+    .in_channels = (int) in[0], .out_channels = (int) ws[0],
+    .kernel_size = win.kh == win.kw ? win.kh : 0, .kernel_h = win.kh, .kernel_w = win.kw,
+    .stride = win.sh, .stride_h = win.sh, .stride_w = win.sw,
+    .dilation = win.dh, .dilation_h = win.dh, .dilation_w = win.dw,
+    .groups = (int) group, .no_bias = b == NULL,
+    .explicit_pads = TRUE, /* ONNX's pads: per side, within ONNX Runtime's limits */
+  };
+  memcpy (spec.pads, win.pads, sizeof spec.pads);
+  if (!nnic_onnx_added (ctx, node, name, nnic_model_add_conv2d (ctx->m, name, x->node, &spec, error), error))
+    return FALSE;
+  g_autofree char *pw = nnic_onnx_param_name (name, "weight");
+  g_autofree char *pb = nnic_onnx_param_name (name, "bias");
+  return nnic_onnx_const_to_param (ctx, node, w, pw, FALSE, 1.0, error) &&
+         (!b || nnic_onnx_const_to_param (ctx, node, b, pb, FALSE, 1.0, error));
+}
+
+static gboolean
+export_conv (NnicOnnxExporter *x, guint i, GError **error)
+{
+  NnicConv2dSpec s;
+  nnic_model_node_conv2d_spec (x->model, i, &s);
+  Onnx__NodeProto *n = nnic_onnx_export_weighted (x, "Conv", i, s.no_bias, error);
+  if (!n)
+    return FALSE;
+  nnic_onnx_export_window (x, n, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pads);
+  nnic_onnx_export_attr_ints (x, n, "dilations", (const int64_t[]) { s.dilation_h, s.dilation_w }, 2);
+  nnic_onnx_export_attr_int (x, n, "group", s.groups > 0 ? s.groups : 1);
+  return TRUE;
+}
+
 const NnicOp nnic_op_conv2d = {
   .type = "Conv2d",
   .setup = conv2d_setup,
@@ -853,4 +957,7 @@ const NnicOp nnic_op_conv2d = {
   .init_params = nnic_init_weighted,
   .channels = NNIC_CHANNELS_MAKE,
   .input_groups = conv2d_input_groups,
+  .onnx_ops = (const char *const[]) { "Conv", NULL },
+  .onnx_import = convert_conv,
+  .onnx_export = export_conv,
 };

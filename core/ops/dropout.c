@@ -3,6 +3,8 @@
  * output equals the input; in evaluation it is the identity.
  * cache[0] holds the per-element factor (0 or 1/(1-p)) for the backward. */
 #include "core/ops/kernels.h"
+#include "core/onnx/internal.h"
+#include "core/onnx/exporter.h"
 
 #include <math.h>
 #include <string.h>
@@ -83,6 +85,48 @@ dropout_option (const NnicNode *node, const char *key, double *value)
   return TRUE;
 }
 
+/* ---- ONNX ---- */
+
+static gboolean
+convert_dropout (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  static const char *const known[] = { "ratio", "seed", NULL };
+  double ratio;
+  OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
+  if (!x || !nnic_onnx_attrs_known (ctx, node, known, error) ||
+      !nnic_onnx_attr_float (ctx, node, "ratio", 0.5, &ratio, error) ||
+      !nnic_onnx_extra_outputs_unused (ctx, node, 1, error))
+    return FALSE;
+  GError *local = NULL;
+  OnnxValue *r = nnic_onnx_input_opt (ctx, node, 1, &local); /* opset 12: an input */
+  if (local) {
+    g_propagate_error (error, local);
+    return FALSE;
+  }
+  if (r && r->kind != ONNX_VALUE_CONST)
+    return nnic_onnx_input_const (ctx, node, 1, "ratio", error) != NULL;
+  if (r && !nnic_onnx_const_scalar (ctx, r, &ratio, error)) {
+    nnic_onnx_node_prefix (ctx, node, error);
+    return FALSE;
+  }
+  /* input 2, training_mode, is ignored: nnic_model_set_training() decides */
+  if (!(ratio >= 0.0 && ratio < 1.0)) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT, "ratio %g is not in [0, 1)", ratio);
+    return FALSE;
+  }
+  return nnic_onnx_added (ctx, node, name, nnic_model_add_dropout (ctx->m, name, x->node, ratio, error),
+                error);
+}
+
+/* Inference: the identity (ONNX Dropout with no training_mode input). */
+static gboolean
+export_dropout (NnicOnnxExporter *x, guint i, GError **error)
+{
+  (void) error;
+  nnic_onnx_export_simple (x, "Dropout", i);
+  return TRUE;
+}
+
 const NnicOp nnic_op_dropout = {
   .type = "Dropout",
   .setup = dropout_setup,
@@ -93,6 +137,9 @@ const NnicOp nnic_op_dropout = {
   .option = dropout_option,
   .channels = NNIC_CHANNELS_KEEP,
   .keeps_grid = TRUE,
+  .onnx_ops = (const char *const[]) { "Dropout", NULL },
+  .onnx_import = convert_dropout,
+  .onnx_export = export_dropout,
 };
 
 gboolean

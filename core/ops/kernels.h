@@ -133,6 +133,9 @@ op_mode_finalize (NnicNode *node)
 void nnic_init_weighted (NnicNode *n, NnicRng *rng);
 void nnic_init_batchnorm (NnicNode *n, NnicRng *rng);
 
+/* BatchNorm1d's and BatchNorm2d's shared ONNX export (batchnorm2d.c). */
+gboolean nnic_batchnorm_export (NnicOnnxExporter *x, guint i, GError **error);
+
 /* BatchNorm1d's and BatchNorm2d's shared setup (batchnorm2d.c), after the
  * caller has checked its input and set the output shape. */
 gboolean nnic_batchnorm_setup_common (NnicNode *node, const char *what, GError **error);

@@ -5,6 +5,10 @@
  * weight gradient, input features for dL/dx), and every slice is a
  * single-threaded BLAS call (core/parallel.h). Small layers are not split. */
 #include "core/ops/kernels.h"
+#include "core/onnx/internal.h"
+#include "core/onnx/exporter.h"
+
+#include <string.h>
 #include "core/parallel.h"
 
 #include <cblas.h>
@@ -172,6 +176,164 @@ nnic_model_node_linear_spec (const NnicModel *m, guint i, NnicLinearSpec *spec)
   return TRUE;
 }
 
+/* ---- ONNX ---- */
+
+/* The bias of a Linear of `n` outputs from a constant of shape [n], [1, n],
+ * [] or [1], times `scale`. */
+static gboolean
+linear_bias (NnicOnnxImport *ctx, const Onnx__NodeProto *node, OnnxValue *c, const char *name, int64_t n,
+             double scale, GError **error)
+{
+  int nd;
+  int64_t s[NNIC_MAX_DIMS], numel;
+  if (!nnic_onnx_const_dims (ctx, node, c, &nd, s, &numel, error))
+    return FALSE;
+  gboolean vector = (nd == 1 && s[0] == n) || (nd == 2 && s[0] == 1 && s[1] == n);
+  gboolean scalar = numel == 1 && nd <= 1;
+  if (!vector && !scalar) {
+    g_autofree char *ss = nnic_shape_to_string (nd, s);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "the bias '%s' is %s; nnic takes [%" G_GINT64_FORMAT "], [1, %"
+                          G_GINT64_FORMAT "] or a scalar",
+                          c->name, ss, n, n);
+    return FALSE;
+  }
+  g_autofree char *pb = nnic_onnx_param_name (name, "bias");
+  if (vector)
+    return nnic_onnx_const_to_param (ctx, node, c, pb, FALSE, scale, error);
+  double v;
+  if (!nnic_onnx_const_scalar (ctx, c, &v, error)) {
+    nnic_onnx_node_prefix (ctx, node, error);
+    return FALSE;
+  }
+  NnicParam *p = nnic_model_find_param (ctx->m, pb, error);
+  if (!p)
+    return FALSE;
+  nnic_tensor_fill (p->value, (float) (v * scale));
+  return TRUE;
+}
+
+static gboolean
+add_linear (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, OnnxValue *x, OnnxValue *w,
+            gboolean w_is_nk, int64_t in, int64_t out, double alpha, gboolean bias, GError **error)
+{
+  if (in > G_MAXINT || out > G_MAXINT || out == 0) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_SHAPE, "a %" G_GINT64_FORMAT " x %"
+                          G_GINT64_FORMAT " weight is out of range", out, in);
+    return FALSE;
+  }
+  NnicLinearSpec spec = { .in_features = (int) in, .out_features = (int) out, .no_bias = !bias };
+  if (!nnic_onnx_added (ctx, node, name, nnic_model_add_linear (ctx->m, name, x->node, &spec, error), error))
+    return FALSE;
+  g_autofree char *pw = nnic_onnx_param_name (name, "weight");
+  return nnic_onnx_const_to_param (ctx, node, w, pw, !w_is_nk, alpha, error);
+}
+
+/* The constant right operand of Gemm or MatMul: 2-D, and its K matches the input's. */
+static gboolean
+matrix (NnicOnnxImport *ctx, const Onnx__NodeProto *node, OnnxValue *w, gboolean nk, int64_t k_in,
+        int64_t *n_out, GError **error)
+{
+  int nd;
+  int64_t s[NNIC_MAX_DIMS], numel;
+  if (!nnic_onnx_const_dims (ctx, node, w, &nd, s, &numel, error))
+    return FALSE;
+  if (nd != 2 || s[nk ? 1 : 0] != k_in) {
+    g_autofree char *ss = nnic_shape_to_string (nd, s);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_SHAPE,
+                          "the weight '%s' is %s; with %" G_GINT64_FORMAT
+                          " input features it must be %s",
+                          w->name, ss, k_in, nk ? "[out, in]" : "[in, out]");
+    return FALSE;
+  }
+  *n_out = s[nk ? 0 : 1];
+  return TRUE;
+}
+
+static gboolean
+convert_gemm (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  static const char *const known[] = { "alpha", "beta", "transA", "transB", NULL };
+  int64_t trans_a, trans_b;
+  double alpha, beta;
+  if (!nnic_onnx_attrs_known (ctx, node, known, error) ||
+      !nnic_onnx_attr_int (ctx, node, "transA", 0, &trans_a, error) ||
+      !nnic_onnx_attr_int (ctx, node, "transB", 0, &trans_b, error) ||
+      !nnic_onnx_attr_float (ctx, node, "alpha", 1.0, &alpha, error) ||
+      !nnic_onnx_attr_float (ctx, node, "beta", 1.0, &beta, error))
+    return FALSE;
+  if (trans_a) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "transA=1 is not supported: it would mix the batch dimension into the "
+                          "features");
+    return FALSE;
+  }
+  int64_t in[NNIC_MAX_DIMS];
+  OnnxValue *x = nnic_onnx_input_of_rank (ctx, node, 1, in, error);
+  OnnxValue *w = x ? nnic_onnx_input_const (ctx, node, 1, "weight (B)", error) : NULL;
+  if (!w)
+    return FALSE;
+  GError *local = NULL;
+  OnnxValue *c = nnic_onnx_input_opt (ctx, node, 2, &local);
+  if (local) {
+    g_propagate_error (error, local);
+    return FALSE;
+  }
+  if (c && c->kind != ONNX_VALUE_CONST)
+    return nnic_onnx_input_const (ctx, node, 2, "bias (C)", error) != NULL;
+  int64_t out;
+  if (!matrix (ctx, node, w, trans_b != 0, in[0], &out, error) ||
+      !add_linear (ctx, node, name, x, w, trans_b != 0, in[0], out, alpha, c != NULL, error))
+    return FALSE;
+  return !c || linear_bias (ctx, node, c, name, out, beta, error);
+}
+
+static gboolean
+convert_matmul (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  int64_t in[NNIC_MAX_DIMS];
+  OnnxValue *x = nnic_onnx_input_of_rank (ctx, node, 1, in, error);
+  OnnxValue *w = x ? nnic_onnx_input_const (ctx, node, 1, "right operand", error) : NULL;
+  if (!w || !nnic_onnx_attrs_known (ctx, node, (const char *const[]) { NULL }, error))
+    return FALSE;
+  int64_t out;
+  int fused = ctx->fused_add[ctx->node_index];
+  const Onnx__NodeProto *add = fused >= 0 ? ctx->graph->node[fused] : NULL;
+  if (!matrix (ctx, node, w, FALSE, in[0], &out, error) ||
+      !add_linear (ctx, node, name, x, w, FALSE, in[0], out, 1.0, add != NULL, error))
+    return FALSE;
+  if (!add)
+    return TRUE;
+  /* the Add of a constant that follows: the bias */
+  int k = add->input[0] && !strcmp (add->input[0], node->output[0]) ? 1 : 0;
+  OnnxValue *c = nnic_onnx_input_const (ctx, add, (size_t) k, "bias", error);
+  if (!c || !linear_bias (ctx, add, c, name, out, 1.0, error))
+    return FALSE;
+  nnic_onnx_set_output (ctx, add, 0, name);
+  nnic_onnx_inputs_done (ctx, add);
+  return TRUE;
+}
+
+static gboolean
+convert_gemm_or_matmul (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name,
+                        GError **error)
+{
+  return !strcmp (node->op_type, "Gemm") ? convert_gemm (ctx, node, name, error)
+                                         : convert_matmul (ctx, node, name, error);
+}
+
+static gboolean
+export_linear (NnicOnnxExporter *x, guint i, GError **error)
+{
+  NnicLinearSpec s;
+  nnic_model_node_linear_spec (x->model, i, &s);
+  Onnx__NodeProto *n = nnic_onnx_export_weighted (x, "Gemm", i, s.no_bias, error);
+  if (!n)
+    return FALSE;
+  nnic_onnx_export_attr_int (x, n, "transB", 1);
+  return TRUE;
+}
+
 const NnicOp nnic_op_linear = {
   .type = "Linear",
   .setup = linear_setup,
@@ -181,4 +343,7 @@ const NnicOp nnic_op_linear = {
   .finalize = NULL,
   .init_params = nnic_init_weighted,
   .channels = NNIC_CHANNELS_MAKE,
+  .onnx_ops = (const char *const[]) { "Gemm", "MatMul", NULL },
+  .onnx_import = convert_gemm_or_matmul,
+  .onnx_export = export_linear,
 };

@@ -1,6 +1,8 @@
 /* Nodes with several inputs: Add (a residual connection, a + b) and Concat
  * (torch.cat along the channel dimension, dim 1 of [B, C, ...]). */
 #include "core/ops/kernels.h"
+#include "core/onnx/internal.h"
+#include "core/onnx/exporter.h"
 
 #include <string.h>
 
@@ -45,6 +47,79 @@ add_backward (NnicNode *node)
       op_acc (node->inputs[k]->gout->f32, node->gout->f32, node->gout->numel);
 }
 
+/* ---- ONNX ---- */
+
+static gboolean
+convert_add (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  OnnxValue *a = nnic_onnx_input (ctx, node, 0, error);
+  OnnxValue *b = a ? nnic_onnx_input (ctx, node, 1, error) : NULL;
+  if (!b || !nnic_onnx_no_attrs (ctx, node, error))
+    return FALSE;
+  if (a->kind != ONNX_VALUE_NODE || b->kind != ONNX_VALUE_NODE) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "adding a constant ('%s') is not supported (only as the bias of a "
+                          "MatMul it follows)",
+                          a->kind == ONNX_VALUE_CONST ? a->name : b->name);
+    return FALSE;
+  }
+  int64_t sa[NNIC_MAX_DIMS], sb[NNIC_MAX_DIMS];
+  int na = nnic_onnx_value_shape (ctx, a, sa), nb = nnic_onnx_value_shape (ctx, b, sb);
+  if (na != nb || memcmp (sa, sb, sizeof (int64_t) * (size_t) MAX (na, 0)) != 0) {
+    g_autofree char *s1 = nnic_onnx_full_shape (na, sa);
+    g_autofree char *s2 = nnic_onnx_full_shape (nb, sb);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "adding %s and %s (broadcasting) is not supported; the shapes must be "
+                          "equal",
+                          s1, s2);
+    return FALSE;
+  }
+  return nnic_onnx_added (ctx, node, name, nnic_model_add_add (ctx->m, name, a->node, b->node, error), error);
+}
+
+static gboolean
+convert_concat (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  static const char *const known[] = { "axis", NULL };
+  int64_t axis;
+  if (!nnic_onnx_attrs_known (ctx, node, known, error) ||
+      !nnic_onnx_attr_int (ctx, node, "axis", G_MININT64, &axis, error))
+    return FALSE;
+  if (node->n_input < 1 || axis == G_MININT64) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
+                          node->n_input < 1 ? "no inputs" : "the axis attribute is missing");
+    return FALSE;
+  }
+  g_autofree const char **inputs = g_new0 (const char *, node->n_input);
+  int rank = 0;
+  for (size_t k = 0; k < node->n_input; k++) {
+    OnnxValue *v = nnic_onnx_input_node (ctx, node, k, error);
+    if (!v)
+      return FALSE;
+    int64_t s[NNIC_MAX_DIMS];
+    if (k == 0)
+      rank = nnic_onnx_value_shape (ctx, v, s) + 1;
+    inputs[k] = v->node;
+  }
+  if (axis < 0)
+    axis += rank;
+  if (axis != 1) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "axis %" G_GINT64_FORMAT " is not supported (only 1, the channels)", axis);
+    return FALSE;
+  }
+  return nnic_onnx_added (ctx, node, name,
+                nnic_model_add_concat (ctx->m, name, inputs, (int) node->n_input, error), error);
+}
+
+static gboolean
+export_add (NnicOnnxExporter *x, guint i, GError **error)
+{
+  (void) error;
+  nnic_onnx_export_simple (x, "Add", i);
+  return TRUE;
+}
+
 const NnicOp nnic_op_add = {
   .type = "Add",
   .setup = add_setup,
@@ -53,6 +128,9 @@ const NnicOp nnic_op_add = {
   .backward = add_backward,
   .finalize = NULL,
   .channels = NNIC_CHANNELS_TIE,
+  .onnx_ops = (const char *const[]) { "Add", NULL },
+  .onnx_import = convert_add,
+  .onnx_export = export_add,
 };
 
 gboolean
@@ -131,6 +209,14 @@ concat_backward (NnicNode *node)
   }
 }
 
+static gboolean
+export_concat (NnicOnnxExporter *x, guint i, GError **error)
+{
+  (void) error;
+  nnic_onnx_export_attr_int (x, nnic_onnx_export_simple (x, "Concat", i), "axis", 1);
+  return TRUE;
+}
+
 const NnicOp nnic_op_concat = {
   .type = "Concat",
   .setup = concat_setup,
@@ -139,6 +225,9 @@ const NnicOp nnic_op_concat = {
   .backward = concat_backward,
   .finalize = NULL,
   .channels = NNIC_CHANNELS_CONCAT,
+  .onnx_ops = (const char *const[]) { "Concat", NULL },
+  .onnx_import = convert_concat,
+  .onnx_export = export_concat,
 };
 
 gboolean

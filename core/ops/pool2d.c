@@ -3,6 +3,12 @@
  * strides and per-side padding. Every output pixel reads one window of one
  * [H, W] plane, so the kernels loop over the B*C planes. */
 #include "core/ops/kernels.h"
+#include "core/onnx/internal.h"
+#include "core/onnx/exporter.h"
+
+extern const NnicOp nnic_op_maxpool2d;
+
+#include <string.h>
 
 #include <math.h>
 
@@ -244,6 +250,101 @@ maxpool_backward (NnicNode *node)
   }
 }
 
+/* ---- ONNX ---- */
+
+/* ---- pooling ---- */
+
+static gboolean
+convert_pool (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, gboolean is_max,
+              GError **error)
+{
+  static const char *const known_max[] = { "auto_pad", "ceil_mode", "dilations", "kernel_shape",
+                                           "pads", "storage_order", "strides", NULL };
+  static const char *const known_avg[] = { "auto_pad", "ceil_mode", "count_include_pad",
+                                           "kernel_shape", "pads", "strides", NULL };
+  int64_t in[NNIC_MAX_DIMS];
+  if (!nnic_onnx_attrs_known (ctx, node, is_max ? known_max : known_avg, error))
+    return FALSE;
+  OnnxValue *x = nnic_onnx_input_of_rank (ctx, node, 3, in, error);
+  if (!x || !nnic_onnx_extra_outputs_unused (ctx, node, 1, error))
+    return FALSE;
+  const int64_t *ks;
+  size_t nk;
+  int64_t ceil_mode, storage_order, count_include_pad;
+  if (!nnic_onnx_attr_ints (ctx, node, "kernel_shape", 2, &ks, &nk, error) ||
+      !nnic_onnx_attr_int (ctx, node, "ceil_mode", 0, &ceil_mode, error) ||
+      !nnic_onnx_attr_int (ctx, node, "storage_order", 0, &storage_order, error) ||
+      !nnic_onnx_attr_int (ctx, node, "count_include_pad", 0, &count_include_pad, error))
+    return FALSE;
+  if (nk != 2) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT, "kernel_shape is missing");
+    return FALSE;
+  }
+  if (!nnic_onnx_positive_int (ctx, node, "kernel_shape", ks[0], FALSE, error) ||
+      !nnic_onnx_positive_int (ctx, node, "kernel_shape", ks[1], FALSE, error))
+    return FALSE;
+  if (storage_order != 0) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "storage_order=%" G_GINT64_FORMAT " is not supported", storage_order);
+    return FALSE;
+  }
+  NnicOnnxWindow win;
+  if (!nnic_onnx_window_attrs (ctx, node, in + 1, (int) ks[0], (int) ks[1], &win, error))
+    return FALSE;
+  if (win.dh != 1 || win.dw != 1) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "dilations [%d, %d] are not supported (only 1)", win.dh, win.dw);
+    return FALSE;
+  }
+  NnicPool2dSpec spec = {
+    .kernel_size = win.kh, .kernel_h = win.kh, .kernel_w = win.kw,
+    .stride = win.sh, .stride_h = win.sh, .stride_w = win.sw,
+    .explicit_pads = TRUE, /* ONNX's pads: per side, within ONNX Runtime's limits */
+    .ceil_mode = ceil_mode != 0, .exclude_pad = !is_max && !count_include_pad,
+  };
+  memcpy (spec.pads, win.pads, sizeof spec.pads);
+  gboolean ok = is_max ? nnic_model_add_maxpool2d (ctx->m, name, x->node, &spec, error)
+                       : nnic_model_add_avgpool2d (ctx->m, name, x->node, &spec, error);
+  return nnic_onnx_added (ctx, node, name, ok, error);
+}
+
+static gboolean
+convert_maxpool (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  return convert_pool (ctx, node, name, TRUE, error);
+}
+
+static gboolean
+convert_avgpool (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  return convert_pool (ctx, node, name, FALSE, error);
+}
+
+static gboolean
+convert_global_avgpool (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  int64_t in[NNIC_MAX_DIMS];
+  OnnxValue *x = nnic_onnx_attrs_known (ctx, node, (const char *const[]) { NULL }, error)
+                     ? nnic_onnx_input_of_rank (ctx, node, 3, in, error) : NULL;
+  return x && nnic_onnx_added (ctx, node, name,
+                     nnic_model_add_adaptive_avgpool2d (ctx->m, name, x->node, 1, 1, error), error);
+}
+
+static gboolean
+export_pool (NnicOnnxExporter *x, guint i, GError **error)
+{
+  (void) error;
+  NnicPool2dSpec s;
+  nnic_model_node_pool2d_spec (x->model, i, &s);
+  const gboolean max = nnic_graph_node (x->model, i)->op == &nnic_op_maxpool2d;
+  Onnx__NodeProto *n = nnic_onnx_export_simple (x, max ? "MaxPool" : "AveragePool", i);
+  nnic_onnx_export_window (x, n, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pads);
+  nnic_onnx_export_attr_int (x, n, "ceil_mode", s.ceil_mode ? 1 : 0);
+  if (!max)
+    nnic_onnx_export_attr_int (x, n, "count_include_pad", s.exclude_pad ? 0 : 1);
+  return TRUE;
+}
+
 const NnicOp nnic_op_maxpool2d = {
   .type = "MaxPool2d",
   .setup = pool_setup,
@@ -253,6 +354,9 @@ const NnicOp nnic_op_maxpool2d = {
   .finalize = NULL,
   .channels = NNIC_CHANNELS_KEEP,
   .keeps_grid = TRUE,
+  .onnx_ops = (const char *const[]) { "MaxPool", NULL },
+  .onnx_import = convert_maxpool,
+  .onnx_export = export_pool,
 };
 
 gboolean
@@ -340,6 +444,9 @@ const NnicOp nnic_op_avgpool2d = {
   .backward = avgpool_backward,
   .finalize = NULL,
   .channels = NNIC_CHANNELS_KEEP,
+  .onnx_ops = (const char *const[]) { "AveragePool", NULL },
+  .onnx_import = convert_avgpool,
+  .onnx_export = export_pool,
 };
 
 gboolean
@@ -464,6 +571,30 @@ adaptive_option (const NnicNode *node, const char *key, double *value)
   return TRUE;
 }
 
+static gboolean
+export_adaptive (NnicOnnxExporter *x, guint i, GError **error)
+{
+  NnicModel *m = x->model;
+  const AdaptiveSpec *s = NODE_SPEC (nnic_graph_node (m, i), AdaptiveSpec);
+  int64_t in[NNIC_MAX_DIMS];
+  nnic_model_node_shape (m, nnic_model_node_input (m, i, 0), in);
+  if (s->out_h == 1 && s->out_w == 1) {
+    nnic_onnx_export_simple (x, "GlobalAveragePool", i);
+  } else if (in[1] % s->out_h == 0 && in[2] % s->out_w == 0) {
+    /* Windows that tile the input evenly: an ordinary average pool. */
+    const int kh = (int) (in[1] / s->out_h), kw = (int) (in[2] / s->out_w);
+    Onnx__NodeProto *n = nnic_onnx_export_simple (x, "AveragePool", i);
+    nnic_onnx_export_window (x, n, kh, kw, kh, kw, (const int[4]) { 0, 0, 0, 0 });
+  } else {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                 "%s (AdaptiveAvgPool2d): output %dx%d does not divide the input %" G_GINT64_FORMAT
+                 "x%" G_GINT64_FORMAT "; ONNX has no adaptive pooling",
+                 nnic_model_node_name (m, i), s->out_h, s->out_w, in[1], in[2]);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 const NnicOp nnic_op_adaptive_avgpool2d = {
   .type = "AdaptiveAvgPool2d",
   .setup = adaptive_setup,
@@ -473,6 +604,9 @@ const NnicOp nnic_op_adaptive_avgpool2d = {
   .finalize = NULL,
   .option = adaptive_option,
   .channels = NNIC_CHANNELS_KEEP,
+  .onnx_ops = (const char *const[]) { "GlobalAveragePool", NULL },
+  .onnx_import = convert_global_avgpool,
+  .onnx_export = export_adaptive,
 };
 
 gboolean

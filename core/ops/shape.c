@@ -1,6 +1,8 @@
 /* Flatten (nn.Flatten / torch.flatten(x, 1)): [C, H, W] → [C*H*W], and
  * Reshape. NCHW is contiguous, so both are a plain copy both ways. */
 #include "core/ops/kernels.h"
+#include "core/onnx/internal.h"
+#include "core/onnx/exporter.h"
 
 #include <string.h>
 
@@ -26,6 +28,113 @@ flatten_backward (NnicNode *node)
     op_acc (node->inputs[0]->gout->f32, node->gout->f32, node->gout->numel);
 }
 
+/* ---- ONNX ---- */
+
+static gboolean
+convert_flatten (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  static const char *const known[] = { "axis", NULL };
+  int64_t axis, s[NNIC_MAX_DIMS];
+  OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
+  if (!x || !nnic_onnx_attrs_known (ctx, node, known, error) ||
+      !nnic_onnx_attr_int (ctx, node, "axis", 1, &axis, error))
+    return FALSE;
+  int rank = nnic_onnx_value_shape (ctx, x, s) + 1;
+  if (axis < 0)
+    axis += rank;
+  if (axis != 1) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "axis %" G_GINT64_FORMAT " is not supported (only 1: everything after "
+                          "the batch dimension)",
+                          axis);
+    return FALSE;
+  }
+  return nnic_onnx_added (ctx, node, name, nnic_model_add_flatten (ctx->m, name, x->node, error), error);
+}
+
+static gboolean
+convert_reshape (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  static const char *const known[] = { "allowzero", NULL };
+  int64_t allowzero;
+  OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
+  OnnxValue *sv = x ? nnic_onnx_input_const (ctx, node, 1, "shape", error) : NULL;
+  if (!sv || !nnic_onnx_attrs_known (ctx, node, known, error) ||
+      !nnic_onnx_attr_int (ctx, node, "allowzero", 0, &allowzero, error))
+    return FALSE;
+  const NnicTensor *st = nnic_onnx_const_tensor (ctx, sv, error);
+  if (!st) {
+    nnic_onnx_node_prefix (ctx, node, error);
+    return FALSE;
+  }
+  if (st->dtype != NNIC_DTYPE_I64 || st->ndim != 1 || st->numel < 2 || st->numel > NNIC_MAX_DIMS + 1) {
+    g_autofree char *ss = nnic_shape_to_string (st->ndim, st->shape);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "the shape '%s' (%s %s) must be int64 [2..%d]: the batch and at least "
+                          "one dimension",
+                          sv->name, nnic_dtype_name (st->dtype), ss, NNIC_MAX_DIMS + 1);
+    return FALSE;
+  }
+  int64_t in[NNIC_MAX_DIMS];
+  int in_nd = nnic_onnx_value_shape (ctx, x, in);
+  int64_t in_numel = nnic_shape_numel (in_nd, in);
+  const int64_t *s = st->i64;
+  int nd = (int) st->numel - 1;
+  g_autofree char *text = NULL;
+  {
+    GString *g = g_string_new ("[");
+    for (int i = 0; i <= nd; i++)
+      if (s[i] == NNIC_ONNX_BATCH)
+        g_string_append_printf (g, "%sN", i ? ", " : "");
+      else
+        g_string_append_printf (g, "%s%" G_GINT64_FORMAT, i ? ", " : "", s[i]);
+    g_string_append_c (g, ']');
+    text = g_string_free (g, FALSE);
+  }
+  gboolean batch_first = s[0] == NNIC_ONNX_BATCH || s[0] == -1 ||
+                         (s[0] == 0 && !allowzero) || (ctx->batch > 0 && s[0] == ctx->batch);
+  if (!batch_first) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "the shape %s does not keep the batch dimension first", text);
+    return FALSE;
+  }
+  int64_t per[NNIC_MAX_DIMS];
+  int n_infer = 0;
+  for (int i = 1; i <= nd; i++) {
+    int64_t d = s[i];
+    if (d == 0 && !allowzero && i - 1 < in_nd)
+      d = in[i - 1];
+    if (d == NNIC_ONNX_BATCH || d < -1 || (d == 0 && allowzero) || (d == 0 && i - 1 >= in_nd)) {
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                            "the shape %s is not a per-sample reshape nnic can do", text);
+      return FALSE;
+    }
+    n_infer += d == -1;
+    per[i - 1] = d;
+  }
+  if (s[0] == -1) {
+    /* the batch is inferred: the rest must be exactly one sample */
+    int64_t n = n_infer ? -1 : nnic_shape_numel (nd, per);
+    if (n != in_numel) {
+      g_autofree char *xs = nnic_onnx_full_shape (in_nd, in);
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                            "the shape %s would change the batch dimension of the input %s",
+                            text, xs);
+      return FALSE;
+    }
+  }
+  return nnic_onnx_added (ctx, node, name, nnic_model_add_reshape (ctx->m, name, x->node, per, nd, error),
+                error);
+}
+
+static gboolean
+export_flatten (NnicOnnxExporter *x, guint i, GError **error)
+{
+  (void) error;
+  nnic_onnx_export_attr_int (x, nnic_onnx_export_simple (x, "Flatten", i), "axis", 1);
+  return TRUE;
+}
+
 const NnicOp nnic_op_flatten = {
   .type = "Flatten",
   .setup = flatten_setup,
@@ -34,6 +143,9 @@ const NnicOp nnic_op_flatten = {
   .backward = flatten_backward,
   .finalize = NULL,
   .keeps_grid = TRUE,
+  .onnx_ops = (const char *const[]) { "Flatten", NULL },
+  .onnx_import = convert_flatten,
+  .onnx_export = export_flatten,
 };
 
 /* ---- Reshape (torch.reshape / ONNX Reshape, per sample) ----
@@ -87,6 +199,19 @@ reshape_setup (NnicNode *node, GError **error)
   return op_check_output (node, error);
 }
 
+static gboolean
+export_reshape (NnicOnnxExporter *x, guint i, GError **error)
+{
+  (void) error;
+  int64_t shape[NNIC_MAX_DIMS + 1];
+  const int nd = nnic_model_node_shape (x->model, i, shape + 1);
+  shape[0] = -1; /* the batch */
+  Onnx__NodeProto *n = nnic_onnx_export_simple (x, "Reshape", i);
+  char *sn = nnic_onnx_export_keep (x, g_strconcat (nnic_model_node_name (x->model, i), ".onnx_shape", NULL));
+  nnic_onnx_export_add_input (x, n, nnic_onnx_export_constant_i64 (x, sn, shape, nd + 1));
+  return TRUE;
+}
+
 const NnicOp nnic_op_reshape = {
   .type = "Reshape",
   .setup = reshape_setup,
@@ -95,6 +220,9 @@ const NnicOp nnic_op_reshape = {
   .backward = flatten_backward,
   .finalize = NULL,
   .keeps_grid = TRUE,
+  .onnx_ops = (const char *const[]) { "Reshape", NULL },
+  .onnx_import = convert_reshape,
+  .onnx_export = export_reshape,
 };
 
 gboolean

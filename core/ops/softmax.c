@@ -11,6 +11,8 @@
  * cache[0] keeps the output for the backward, which must not read
  * node->out: a forward hook may have changed it in place. */
 #include "core/ops/kernels.h"
+#include "core/onnx/internal.h"
+#include "core/onnx/exporter.h"
 #include "core/parallel.h"
 
 #include <math.h>
@@ -191,6 +193,55 @@ softmax_option (const NnicNode *node, const char *key, double *value)
   return TRUE;
 }
 
+/* ---- ONNX ---- */
+
+static gboolean
+convert_softmax (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  static const char *const known[] = { "axis", NULL };
+  int64_t axis, s[NNIC_MAX_DIMS];
+  OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
+  if (!x || !nnic_onnx_attrs_known (ctx, node, known, error) ||
+      !nnic_onnx_attr_int (ctx, node, "axis", ctx->opset >= 13 ? -1 : 1, &axis, error))
+    return FALSE;
+  int nd = nnic_onnx_value_shape (ctx, x, s);
+  int rank = nd + 1;
+  if (axis < 0)
+    axis += rank;
+  if (axis < 1 || axis >= rank) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "axis %" G_GINT64_FORMAT " is not supported for a rank-%d input (the "
+                          "batch dimension cannot be normalised over)",
+                          axis, rank);
+    return FALSE;
+  }
+  if (ctx->opset < 13) {
+    /* Before opset 13, Softmax normalises over all dimensions from `axis`
+     * on: the same as opset 13's only when those after it are all 1. */
+    int64_t after = 1;
+    for (int d = (int) axis; d < nd; d++)
+      after *= s[d];
+    if (after != 1) {
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                            "axis %" G_GINT64_FORMAT " normalises over several dimensions before "
+                            "opset 13, which nnic does not support",
+                            axis);
+      return FALSE;
+    }
+  }
+  return nnic_onnx_added (ctx, node, name,
+                nnic_model_add_softmax (ctx->m, name, x->node, (int) axis, error), error);
+}
+
+static gboolean
+export_softmax (NnicOnnxExporter *x, guint i, GError **error)
+{
+  (void) error;
+  const int axis = NODE_SPEC (nnic_graph_node (x->model, i), SoftmaxSpec)->axis;
+  nnic_onnx_export_attr_int (x, nnic_onnx_export_simple (x, "Softmax", i), "axis", axis);
+  return TRUE;
+}
+
 const NnicOp nnic_op_softmax = {
   .type = "Softmax",
   .setup = softmax_setup,
@@ -199,6 +250,9 @@ const NnicOp nnic_op_softmax = {
   .backward = softmax_backward,
   .finalize = NULL,
   .option = softmax_option,
+  .onnx_ops = (const char *const[]) { "Softmax", NULL },
+  .onnx_import = convert_softmax,
+  .onnx_export = export_softmax,
 };
 
 gboolean
