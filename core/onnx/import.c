@@ -19,16 +19,31 @@ compare_strings (gconstpointer a, gconstpointer b)
   return strcmp (*(const char *const *) a, *(const char *const *) b);
 }
 
+const char *const *
+nnic_onnx_ops (void)
+{
+  static GPtrArray *ops;
+  if (g_once_init_enter (&ops)) {
+    GPtrArray *list = g_ptr_array_new ();
+    for (guint i = 0; nnic_ops[i]; i++)
+      for (const char *const *o = nnic_ops[i]->onnx_ops; o && *o; o++)
+        if (!g_ptr_array_find_with_equal_func (list, *o, g_str_equal, NULL))
+          g_ptr_array_add (list, (gpointer) *o);
+    g_ptr_array_sort (list, compare_strings);
+    g_ptr_array_add (list, NULL);
+    g_once_init_leave (&ops, list);
+  }
+  return (const char *const *) ops->pdata;
+}
+
 char *
 nnic_onnx_supported_ops (void)
 {
   g_autoptr (GPtrArray) ops = g_ptr_array_new ();
   g_ptr_array_add (ops, (gpointer) "Constant");
   g_ptr_array_add (ops, (gpointer) "Identity");
-  for (guint i = 0; nnic_ops[i]; i++)
-    for (const char *const *o = nnic_ops[i]->onnx_ops; o && *o; o++)
-      if (!g_ptr_array_find_with_equal_func (ops, *o, g_str_equal, NULL))
-        g_ptr_array_add (ops, (gpointer) *o);
+  for (const char *const *o = nnic_onnx_ops (); *o; o++)
+    g_ptr_array_add (ops, (gpointer) *o);
   g_ptr_array_sort (ops, compare_strings);
   GString *s = g_string_new (NULL);
   for (guint i = 0; i < ops->len; i++)

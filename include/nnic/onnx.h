@@ -50,6 +50,10 @@ NnicModel *nnic_model_load_onnx (const char *path, const NnicOnnxLoadOptions *op
 /* The same from a buffer; `source` names it in messages. */
 NnicModel *nnic_model_load_onnx_from_data (const guint8 *data, gsize size, const char *source,
                                            const NnicOnnxLoadOptions *options, GError **error);
+/* The ONNX operator types nnic imports as layers (sorted, NULL-terminated;
+ * owned by nnic). Besides these, Constant and Identity are always taken,
+ * and shape arithmetic (Shape, Gather, ...) on constants is folded. */
+const char *const *nnic_onnx_ops (void);
 
 /* How one tensor of a layer was quantized, for export in QDQ form:
  * q = clamp(round(x / scale) + zero_point) in [0, 2^bits - 1] (uint8) or
