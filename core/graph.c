@@ -62,6 +62,13 @@ model_new_with_input (int ndim, const int64_t *shape)
 }
 
 NnicModel *
+nnic_graph_new (int ndim, const int64_t *shape)
+{
+  g_return_val_if_fail (ndim >= 1 && ndim < NNIC_MAX_DIMS, NULL);
+  return model_new_with_input (ndim, shape);
+}
+
+NnicModel *
 nnic_model_new (int channels, int height, int width)
 {
   int64_t shape[3] = { channels, height, width };

@@ -30,6 +30,16 @@ typedef enum {
   NNIC_CHANNELS_CONCAT,  /* the inputs' channels one after the other */
 } NnicChannelRule;
 
+/* How an op's ONNX import takes a graph value whose batch a Reshape merged
+ * into its first dimension: ONNX [N*k, d1, ...], an nnic node of per-sample
+ * shape [k, d1, ...] (the batch is outermost, so each sample's k rows stay
+ * together). Its ONNX axes are then the per-sample ones, not shifted by one. */
+typedef enum {
+  NNIC_ONNX_MERGED_REFUSE = 0, /* the importer refuses such an input, naming the node */
+  NNIC_ONNX_MERGED_KEEP,       /* elementwise: the output is merged as the inputs are */
+  NNIC_ONNX_MERGED_OWN,        /* the converter maps axes itself and marks its outputs */
+} NnicOnnxMerged;
+
 /* ONNX import of one ONNX node as nnic node(s) named `name`. */
 typedef gboolean (*NnicOnnxImportFn) (NnicOnnxImport *ctx, const struct Onnx__NodeProto *node,
                                       const char *name, GError **error);
@@ -78,6 +88,7 @@ struct _NnicOp {
   const char *const *onnx_ops;
   NnicOnnxImportFn onnx_import;
   NnicOnnxExportFn onnx_export;
+  NnicOnnxMerged onnx_merged;
 };
 
 struct _NnicNode {
@@ -175,6 +186,9 @@ nnic_graph_node (const NnicModel *m, guint i)
   return g_ptr_array_index (m->nodes, i);
 }
 NnicNode *nnic_model_node (NnicModel *m, guint i);
+/* A model whose input has any per-sample shape (1 to NNIC_MAX_DIMS - 1
+ * dimensions): ONNX graphs whose input is not an image or a vector. */
+NnicModel *nnic_graph_new (int ndim, const int64_t *shape);
 /* Frees a node and what it owns (graph.c). */
 void nnic_node_free (NnicNode *n);
 /* ", did you mean ..." for a node name that is not in the model. */

@@ -15,6 +15,57 @@ nnic_onnx_full_shape (int nd, const int64_t *shape)
   return g_strdup_printf ("[N%s%s", nd ? ", " : "]", s + 1);
 }
 
+char *
+nnic_onnx_dims_string (int nd, const int64_t *dims)
+{
+  GString *g = g_string_new ("[");
+  for (int i = 0; i < nd; i++) {
+    const int64_t k = nnic_onnx_batch_factor (dims[i]);
+    if (i)
+      g_string_append (g, ", ");
+    if (k == 1)
+      g_string_append_c (g, 'N');
+    else if (k)
+      g_string_append_printf (g, "N*%" G_GINT64_FORMAT, k);
+    else
+      g_string_append_printf (g, "%" G_GINT64_FORMAT, dims[i]);
+  }
+  g_string_append_c (g, ']');
+  return g_string_free (g, FALSE);
+}
+
+/* The names the plan gave are reserved for their nodes, which may come
+ * later: an extra node must not take one. */
+static gboolean
+name_taken (NnicOnnxImport *ctx, const char *name)
+{
+  if (!strcmp (name, "input") || nnic_model_find_node (ctx->m, name) >= 0)
+    return TRUE;
+  for (size_t i = 0; ctx->names && i < ctx->graph->n_node; i++)
+    if (ctx->names[i] && !strcmp (ctx->names[i], name))
+      return TRUE;
+  return FALSE;
+}
+
+char *
+nnic_onnx_extra_name (NnicOnnxImport *ctx, const char *base, size_t k)
+{
+  char *name = g_strdup_printf ("%s.%zu", base, k);
+  for (guint n = 1; name_taken (ctx, name); n++) {
+    g_free (name);
+    name = g_strdup_printf ("%s.%zu_%u", base, k, n);
+  }
+  return name;
+}
+
+void
+nnic_onnx_set_merged (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k, gboolean merged)
+{
+  OnnxValue *v = k < node->n_output ? nnic_onnx_value_lookup (ctx, node->output[k]) : NULL;
+  if (v && v->kind == ONNX_VALUE_NODE)
+    v->merged = merged;
+}
+
 /* Input 0 as a graph value of per-sample rank `rank`. */
 OnnxValue *
 nnic_onnx_input_of_rank (NnicOnnxImport *ctx, const NP *node, int rank, int64_t shape[NNIC_MAX_DIMS],

@@ -48,8 +48,14 @@ nnic_onnx_supported_ops (void)
   GString *s = g_string_new (NULL);
   for (guint i = 0; i < ops->len; i++)
     g_string_append_printf (s, "%s, ", (const char *) g_ptr_array_index (ops, i));
-  g_string_append (s, "and Shape, Gather, Unsqueeze, Squeeze, Cast, QuantizeLinear, "
-                      "DequantizeLinear on constants");
+  g_string_append (s, "and");
+  const char *sep = " ";
+  for (const NnicOnnxFold *f = nnic_onnx_folds; f->op; f++)
+    if (!nnic_op_for_onnx (f->op)) {
+      g_string_append_printf (s, "%s%s", sep, f->op);
+      sep = ", ";
+    }
+  g_string_append (s, " on constants");
   return g_string_free (s, FALSE);
 }
 
@@ -259,22 +265,24 @@ create_model (NnicOnnxImport *ctx, GError **error)
                  nnic_onnx_dtype_name (tt->has_elem_type ? tt->elem_type : 0));
     return FALSE;
   }
-  if (!tt->shape || (tt->shape->n_dim != 4 && tt->shape->n_dim != 2)) {
+  if (!tt->shape || tt->shape->n_dim < 2 || tt->shape->n_dim > NNIC_MAX_DIMS) {
     g_autofree char *what = tt->shape ? g_strdup_printf ("rank %zu", tt->shape->n_dim)
                                       : g_strdup ("no shape");
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
-                 "%s: the graph input '%s' has %s; nnic models take [N, C, H, W] or [N, features]",
-                 ctx->source, in->name, what);
+                 "%s: the graph input '%s' has %s; nnic models take [N, ...] with 1 to %d "
+                 "dimensions per sample ([N, C, H, W] for images, [N, features] for vectors)",
+                 ctx->source, in->name, what, NNIC_MAX_DIMS - 1);
     return FALSE;
   }
-  int64_t dims[4];
+  int64_t dims[NNIC_MAX_DIMS];
   for (size_t d = 0; d < tt->shape->n_dim; d++) {
     const Onnx__TensorShapeProto__Dimension *dim = tt->shape->dim[d];
     gboolean known = dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
     dims[d] = known ? dim->dim_value : -1;
     if (d == 0) {
       if (known && dim->dim_value <= 0) {
-        g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT,
+        /* an empty batch is valid ONNX, but nothing nnic can run */
+        g_set_error (error, NNIC_ERROR, dim->dim_value ? NNIC_ERROR_FORMAT : NNIC_ERROR_UNSUPPORTED,
                      "%s: the graph input '%s' has batch size %" G_GINT64_FORMAT, ctx->source,
                      in->name, dim->dim_value);
         return FALSE;
@@ -298,8 +306,7 @@ create_model (NnicOnnxImport *ctx, GError **error)
     }
   }
   ctx->batch = dims[0];
-  ctx->m = tt->shape->n_dim == 4 ? nnic_model_new ((int) dims[1], (int) dims[2], (int) dims[3])
-                                 : nnic_model_new_flat ((int) dims[1]);
+  ctx->m = nnic_graph_new ((int) tt->shape->n_dim - 1, dims + 1);
   nnic_onnx_value_add_node (ctx, in->name, "input");
   return TRUE;
 }
@@ -385,6 +392,62 @@ refuse_qdq (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error)
 }
 
 static gboolean
+all_inputs_const (NnicOnnxImport *ctx, const Onnx__NodeProto *node)
+{
+  for (size_t k = 0; k < node->n_input; k++) {
+    const OnnxValue *v = node->input[k] && *node->input[k] ? nnic_onnx_value_lookup (ctx, node->input[k]) : NULL;
+    if (v && v->kind != ONNX_VALUE_CONST)
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* Graph inputs whose batch a Reshape merged into their first dimension:
+ * only ops that say how they take them get them, all in one layout when
+ * the op keeps it. *merged: 1 when every graph input is merged, 0 when
+ * none is (or -1 when the op sorts them out itself). */
+static gboolean
+merged_inputs (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const NnicOp *nop, int *merged,
+               GError **error)
+{
+  const OnnxValue *first = NULL, *odd = NULL;
+  *merged = 0;
+  for (size_t k = 0; k < node->n_input; k++) {
+    const OnnxValue *v = node->input[k] && *node->input[k] ? nnic_onnx_value_lookup (ctx, node->input[k]) : NULL;
+    if (!v || v->kind != ONNX_VALUE_NODE)
+      continue;
+    if (!first)
+      first = v;
+    else if (v->merged != first->merged)
+      odd = v;
+    *merged |= v->merged;
+  }
+  if (!*merged || nop->onnx_merged == NNIC_ONNX_MERGED_OWN) {
+    *merged = *merged ? -1 : 0;
+    return TRUE;
+  }
+  const OnnxValue *v = first->merged ? first : odd;
+  int64_t dims[NNIC_MAX_DIMS + 1];
+  g_autofree char *s = nnic_onnx_dims_string (nnic_onnx_value_dims (ctx, v, dims), dims);
+  if (nop->onnx_merged == NNIC_ONNX_MERGED_REFUSE) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "its input '%s' is %s, the batch merged into the first dimension by a "
+                          "Reshape; nnic imports %s on such values only after a Reshape back to "
+                          "[N, ...]",
+                          v->name, s, node->op_type);
+    return FALSE;
+  }
+  if (odd) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "its input '%s' is %s, the batch merged into the first dimension by a "
+                          "Reshape, and '%s' is not: their elements do not line up",
+                          v->name, s, first->merged ? odd->name : first->name);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
 convert_node (NnicOnnxImport *ctx, guint i, GError **error)
 {
   const Onnx__NodeProto *node = ctx->graph->node[i];
@@ -418,19 +481,30 @@ convert_node (NnicOnnxImport *ctx, guint i, GError **error)
     return TRUE; /* Identity of a constant is no use of it: see plan.c */
   }
   gboolean ok;
+  const NnicOp *nop = nnic_op_for_onnx (op);
   if (!ctx->emits[i]) {
     ok = nnic_onnx_fold (ctx, node, error);
   } else if (!strcmp (op, "QuantizeLinear") || !strcmp (op, "DequantizeLinear")) {
     ok = refuse_qdq (ctx, node, error);
+  } else if (nnic_onnx_op_folds (op) && (!nop || all_inputs_const (ctx, node)) &&
+             !nnic_onnx_fold_to_converter (ctx, node)) {
+    /* found constant after all (the plan takes an Expand whose shape may
+     * hold the batch for one that does), or an op nnic folds only, whose
+     * folding names the input computed in the graph */
+    ok = nnic_onnx_fold (ctx, node, error);
   } else {
-    const NnicOp *nop = nnic_op_for_onnx (op);
     if (!nop) {
       g_autofree char *known = nnic_onnx_supported_ops ();
       nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
                             "operator %s is not supported (nnic imports %s)", op, known);
       return FALSE;
     }
+    int merged;
+    if (!merged_inputs (ctx, node, nop, &merged, error))
+      return FALSE;
     ok = nop->onnx_import (ctx, node, ctx->names[i], error);
+    for (size_t k = 0; ok && merged > 0 && nop->onnx_merged == NNIC_ONNX_MERGED_KEEP && k < node->n_output; k++)
+      nnic_onnx_set_merged (ctx, node, k, TRUE);
   }
   if (ok)
     nnic_onnx_inputs_done (ctx, node);
@@ -459,6 +533,15 @@ set_output (NnicOnnxImport *ctx, GError **error)
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
                  "%s: the graph output '%s' is %s, not computed by the model", ctx->source, name,
                  v->kind == ONNX_VALUE_NODE ? "the input itself" : "a constant");
+    return FALSE;
+  }
+  if (v->merged) {
+    int64_t dims[NNIC_MAX_DIMS + 1];
+    g_autofree char *s = nnic_onnx_dims_string (nnic_onnx_value_dims (ctx, v, dims), dims);
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
+                 "%s: the graph output '%s' is %s, the batch merged into its first dimension by "
+                 "a Reshape; nnic models give [N, ...], one row per sample",
+                 ctx->source, name, s);
     return FALSE;
   }
   return nnic_model_set_output (ctx->m, v->node, error);

@@ -29,8 +29,32 @@
 /* A tensor holds at most this many elements (2^31): anything larger in a
  * model file is damage, not a model. */
 #define NNIC_ONNX_MAX_NUMEL ((int64_t) 1 << 31)
-/* In folded int64 shape values: the (possibly symbolic) batch dimension. */
+/* In folded int64 shape values: the (symbolic) batch dimension N, and its
+ * multiples N*k that Swin-style window partitions compute (k from 1 to
+ * NNIC_ONNX_BATCH_K_MAX): NNIC_ONNX_BATCH + (k - 1) * 2^32. Constants that
+ * exporters write near INT64_MIN (-2^63 + 1 as "to the start" in a Slice
+ * with negative steps) are not 2^32 apart from it, and stay numbers. */
 #define NNIC_ONNX_BATCH INT64_MIN
+#define NNIC_ONNX_BATCH_STEP ((int64_t) 1 << 32)
+#define NNIC_ONNX_BATCH_K_MAX ((int64_t) 1 << 30)
+
+/* The shape value N*k (1 <= k <= NNIC_ONNX_BATCH_K_MAX). */
+static inline int64_t
+nnic_onnx_batch_times (int64_t k)
+{
+  return NNIC_ONNX_BATCH + (k - 1) * NNIC_ONNX_BATCH_STEP;
+}
+
+/* k when v is N*k, 0 when v is a number. */
+static inline int64_t
+nnic_onnx_batch_factor (int64_t v)
+{
+  const uint64_t off = (uint64_t) v - (uint64_t) NNIC_ONNX_BATCH;
+  if (off % (uint64_t) NNIC_ONNX_BATCH_STEP != 0 ||
+      off / (uint64_t) NNIC_ONNX_BATCH_STEP >= (uint64_t) NNIC_ONNX_BATCH_K_MAX)
+    return 0;
+  return (int64_t) (off / (uint64_t) NNIC_ONNX_BATCH_STEP) + 1;
+}
 
 /* ---- reading ---- */
 
@@ -59,6 +83,8 @@ typedef struct {
   char *name;                 /* the ONNX value name */
   /* ONNX_VALUE_NODE */
   char *node;                 /* the nnic node's name */
+  gboolean merged;            /* ONNX [N*shape[0], shape[1], ...]: the batch merged into the
+                               * first dimension by a Reshape (NnicOnnxMerged) */
   /* ONNX_VALUE_CONST: exactly one of proto and tensor */
   Onnx__TensorProto *proto;   /* not owned (in the unpacked model) */
   const NnicTensor *tensor;
@@ -169,6 +195,15 @@ OnnxValue *nnic_onnx_input_const (NnicOnnxImport *ctx, const Onnx__NodeProto *no
                                   const char *role, GError **error);
 /* A graph value's per-sample shape (the nnic node's output shape). */
 int nnic_onnx_value_shape (NnicOnnxImport *ctx, const OnnxValue *v, int64_t shape[NNIC_MAX_DIMS]);
+/* A graph value's ONNX dims, dims[0] the batch symbol (N, or N*k when merged);
+ * returns the ONNX rank. */
+int nnic_onnx_value_dims (NnicOnnxImport *ctx, const OnnxValue *v,
+                          int64_t dims[NNIC_MAX_DIMS + 1]);
+/* The per-sample axis of ONNX axis `axis` (negative counts from the end) of
+ * the graph value v, input `k` of `node`: FORMAT error out of range,
+ * UNSUPPORTED on the batch axis. */
+gboolean nnic_onnx_value_axis (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
+                               const OnnxValue *v, int64_t axis, int *per_axis, GError **error);
 /* A constant's shape (full, as in ONNX). */
 gboolean nnic_onnx_const_shape (NnicOnnxImport *ctx, const OnnxValue *v, int *ndim,
                                 int64_t shape[NNIC_MAX_DIMS], int64_t *numel, GError **error);
@@ -201,7 +236,8 @@ void nnic_onnx_inputs_done (NnicOnnxImport *ctx, const Onnx__NodeProto *node);
 gboolean nnic_onnx_plan (NnicOnnxImport *ctx, GError **error);
 /* Ops folded when all their inputs are constant (Shape: always); with an
  * input computed in the graph they go to their converter (Concat), or are
- * refused (QuantizeLinear, DequantizeLinear: quantized activations). */
+ * refused (QuantizeLinear, DequantizeLinear: quantized activations). The
+ * table is fold.c's. */
 gboolean nnic_onnx_op_folds (const char *op_type);
 
 /* ---- names.c ---- */
@@ -215,7 +251,25 @@ gboolean nnic_onnx_torch_scope (const char *node_name, char **module_path, char 
 
 /* ---- fold.c ---- */
 
+/* One op folded on constants: its folding, and, for an op that is also an
+ * nnic op (Expand), whether the converter takes it though its inputs are
+ * constant (an Expand to a shape holding the batch: a Parameter node). */
+typedef struct {
+  const char *op;
+  gboolean (*fold) (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error);
+  gboolean (*to_converter) (NnicOnnxImport *ctx, const Onnx__NodeProto *node);
+} NnicOnnxFold;
+/* The plan (which knows values only by name) sends an op with a
+ * to_converter to its converter when an input may hold the batch. */
+
+/* The ops folded on constants, ending with { NULL }. */
+extern const NnicOnnxFold nnic_onnx_folds[];
+/* The entry of `op`, or NULL. */
+const NnicOnnxFold *nnic_onnx_fold_find (const char *op);
 gboolean nnic_onnx_fold (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error);
+/* Node i, with constant inputs, goes to its converter rather than being
+ * folded (NnicOnnxFold.to_converter). */
+gboolean nnic_onnx_fold_to_converter (NnicOnnxImport *ctx, const Onnx__NodeProto *node);
 
 /* ---- convert.c: what the converters in core/ops/ share ---- */
 
@@ -223,6 +277,15 @@ gboolean nnic_onnx_fold (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GErro
 char *nnic_onnx_supported_ops (void);
 /* "[N, 3, 224, 224]" for a per-sample shape (g_free). */
 char *nnic_onnx_full_shape (int nd, const int64_t *shape);
+/* "[N*4, 16, 8]" for ONNX dims holding batch symbols (g_free). */
+char *nnic_onnx_dims_string (int nd, const int64_t *dims);
+/* A name for an extra nnic node of the node being converted (Split's
+ * outputs past the first): "BASE.K", or with a suffix when that is taken
+ * by a node of the model or a name the plan gave (g_free). */
+char *nnic_onnx_extra_name (NnicOnnxImport *ctx, const char *base, size_t k);
+/* Declares output k of `node` as merged (OnnxValue.merged). */
+void nnic_onnx_set_merged (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
+                           gboolean merged);
 /* "NODE.LOCAL", a parameter's name (g_free). */
 char *nnic_onnx_param_name (const char *node, const char *local);
 /* The node has no attributes, or an UNSUPPORTED error naming the first. */

@@ -9,17 +9,6 @@
 
 #include <string.h>
 
-gboolean
-nnic_onnx_op_folds (const char *op)
-{
-  static const char *const ops[] = { "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast",
-                                     "QuantizeLinear", "DequantizeLinear" };
-  for (guint i = 0; i < G_N_ELEMENTS (ops); i++)
-    if (!strcmp (op, ops[i]))
-      return TRUE;
-  return FALSE;
-}
-
 /* The name an Identity chain of constants starts from. */
 static const char *
 root_of (GHashTable *alias, const char *name)
@@ -45,6 +34,29 @@ op_of (const Onnx__NodeProto *n)
   return n->op_type ? n->op_type : "";
 }
 
+/* May a constant made by `n` hold the batch symbol (NNIC_ONNX_BATCH)? The
+ * shape of a graph value starts with it; folding passes it on, except
+ * into values that cannot hold it (booleans, the fill of
+ * ConstantOfShape, a Range, shapes of constants). Over-approximated: an
+ * Expand found not to need the batch is folded after all (import.c). */
+static gboolean
+may_hold_batch (const Onnx__NodeProto *n, GHashTable *consts, GHashTable *batchy)
+{
+  static const char *const clean[] = { "ConstantOfShape", "Equal", "Not", "Range", NULL };
+  const char *op = op_of (n);
+  if (!strcmp (op, "Shape")) {
+    const Onnx__AttributeProto *start = nnic_onnx_attr (n, "start");
+    return n->n_input >= 1 && !g_hash_table_contains (consts, n->input[0]) &&
+           !(start && start->i > 0);
+  }
+  if (g_strv_contains (clean, op))
+    return FALSE;
+  for (size_t k = 0; k < n->n_input; k++)
+    if (n->input[k] && g_hash_table_contains (batchy, n->input[k]))
+      return TRUE;
+  return FALSE;
+}
+
 gboolean
 nnic_onnx_plan (NnicOnnxImport *ctx, GError **error)
 {
@@ -60,6 +72,7 @@ nnic_onnx_plan (NnicOnnxImport *ctx, GError **error)
   GHashTable *consts = ctx->consts;
   g_autoptr (GHashTable) alias = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr (GHashTable) readers = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GHashTable) batchy = g_hash_table_new (g_str_hash, g_str_equal);
 
   GHashTableIter it;
   gpointer key, val;
@@ -80,14 +93,21 @@ nnic_onnx_plan (NnicOnnxImport *ctx, GError **error)
       }
     gboolean identity_of_const = !strcmp (op, "Identity") && node->n_input >= 1 &&
                                  g_hash_table_contains (consts, node->input[0]);
+    gboolean holds_batch = may_hold_batch (node, consts, batchy);
+    const NnicOnnxFold *fold = nnic_onnx_fold_find (op);
+    /* an Expand of a constant to a shape holding the batch is a graph
+     * value: the converter's */
     gboolean makes_const = !strcmp (op, "Constant") || identity_of_const ||
-                           (nnic_onnx_op_folds (op) &&
-                            (!strcmp (op, "Shape") || all_inputs_const (node, consts)));
+                           (fold && (!strcmp (op, "Shape") || all_inputs_const (node, consts)) &&
+                            !(holds_batch && fold->to_converter && nnic_op_for_onnx (op)));
     ctx->emits[i] = !makes_const && strcmp (op, "Identity") != 0;
     if (makes_const)
       for (size_t k = 0; k < node->n_output; k++)
-        if (node->output[k] && *node->output[k])
+        if (node->output[k] && *node->output[k]) {
           g_hash_table_add (consts, g_strdup (node->output[k]));
+          if (holds_batch)
+            g_hash_table_add (batchy, node->output[k]);
+        }
     if (identity_of_const && node->n_output >= 1 && node->output[0] && *node->output[0])
       g_hash_table_replace (alias, node->output[0], node->input[0]);
     if (identity_of_const)

@@ -123,6 +123,50 @@ nnic_onnx_value_shape (NnicOnnxImport *ctx, const OnnxValue *v, int64_t shape[NN
   return i < 0 ? -1 : nnic_model_node_shape (ctx->m, (guint) i, shape);
 }
 
+int
+nnic_onnx_value_dims (NnicOnnxImport *ctx, const OnnxValue *v, int64_t dims[NNIC_MAX_DIMS + 1])
+{
+  int64_t s[NNIC_MAX_DIMS];
+  int nd = nnic_onnx_value_shape (ctx, v, s);
+  if (nd < 0)
+    return -1;
+  if (v->merged && nd >= 1) {
+    /* the per-sample [k, ...] of an ONNX [N*k, ...] */
+    memcpy (dims, s, sizeof (int64_t) * (size_t) nd);
+    dims[0] = nnic_onnx_batch_times (s[0]);
+    return nd;
+  }
+  dims[0] = NNIC_ONNX_BATCH;
+  memcpy (dims + 1, s, sizeof (int64_t) * (size_t) nd);
+  return nd + 1;
+}
+
+gboolean
+nnic_onnx_value_axis (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
+                      const OnnxValue *v, int64_t axis, int *per_axis, GError **error)
+{
+  int64_t dims[NNIC_MAX_DIMS + 1];
+  const int rank = nnic_onnx_value_dims (ctx, v, dims);
+  const int64_t a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank) {
+    g_autofree char *s = nnic_onnx_dims_string (rank, dims);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
+                          "axis %" G_GINT64_FORMAT " is out of range for input %zu ('%s') %s",
+                          axis, k, v->name, s);
+    return FALSE;
+  }
+  if (a == 0) {
+    g_autofree char *s = nnic_onnx_dims_string (rank, dims);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "axis %" G_GINT64_FORMAT " of input %zu ('%s') %s is the batch "
+                          "dimension%s; nnic works on each sample alone",
+                          axis, k, v->name, s, v->merged ? " (merged by a Reshape)" : "");
+    return FALSE;
+  }
+  *per_axis = (int) (v->merged ? a : a - 1);
+  return TRUE;
+}
+
 static char *
 const_what (const OnnxValue *v)
 {

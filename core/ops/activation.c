@@ -194,6 +194,7 @@ const NnicOp nnic_op_relu = {
   .onnx_ops = (const char *const[]) { "Relu", NULL },
   .onnx_import = convert_relu,
   .onnx_export = export_relu,
+  .onnx_merged = NNIC_ONNX_MERGED_KEEP,
 };
 
 gboolean
@@ -212,6 +213,7 @@ const NnicOp nnic_op_relu6 = {
   .channels = NNIC_CHANNELS_KEEP,
   .keeps_grid = TRUE,
   .onnx_export = export_clip,
+  .onnx_merged = NNIC_ONNX_MERGED_KEEP,
 };
 
 gboolean
@@ -280,6 +282,7 @@ const NnicOp nnic_op_hardtanh = {
   .onnx_ops = (const char *const[]) { "Clip", NULL },
   .onnx_import = convert_clip,
   .onnx_export = export_clip,
+  .onnx_merged = NNIC_ONNX_MERGED_KEEP,
 };
 
 gboolean

@@ -140,6 +140,7 @@ const NnicOp nnic_op_dropout = {
   .onnx_ops = (const char *const[]) { "Dropout", NULL },
   .onnx_import = convert_dropout,
   .onnx_export = export_dropout,
+  .onnx_merged = NNIC_ONNX_MERGED_KEEP,
 };
 
 gboolean

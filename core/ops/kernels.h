@@ -108,6 +108,29 @@ op_acc (float *restrict dst, const float *restrict src, int64_t n)
     dst[i] += src[i];
 }
 
+/* One axis of a slice, as Python and ONNX mean it: negative start and end
+ * count from the end of an axis of `dim` elements, both are clamped to it,
+ * and a negative step walks backwards. The first index taken and how many. */
+static inline void
+op_slice_axis (int64_t dim, int64_t start, int64_t end, int64_t step, int64_t *first,
+               int64_t *count)
+{
+  if (start < 0)
+    start = start < -dim ? -1 : start + dim; /* no overflow from INT64_MIN */
+  if (end < 0)
+    end = end < -dim ? -1 : end + dim;
+  if (step > 0) {
+    start = CLAMP (start, 0, dim);
+    end = CLAMP (end, 0, dim);
+    *count = end > start ? (end - start - 1) / step + 1 : 0;
+  } else {
+    start = CLAMP (start, 0, dim - 1);
+    end = CLAMP (end, -1, dim - 1);
+    *count = start > end ? (start - end - 1) / (step < -INT64_MAX ? INT64_MAX : -step) + 1 : 0;
+  }
+  *first = start;
+}
+
 /* Remembers whether the last forward ran in training mode, for ops whose
  * backward differs (BatchNorm2d, Dropout). Lives in node->state. */
 typedef struct {

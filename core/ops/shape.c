@@ -30,28 +30,55 @@ flatten_backward (NnicNode *node)
 
 /* ---- ONNX ---- */
 
+/* A Reshape node to the per-sample `per` for ONNX node `node`, whose
+ * output then has the batch merged into its first dimension or not. */
+static gboolean
+add_reshape (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, const char *input,
+             const int64_t *per, int nd, gboolean merged, GError **error)
+{
+  if (!nnic_onnx_added (ctx, node, name, nnic_model_add_reshape (ctx->m, name, input, per, nd, error),
+                        error))
+    return FALSE;
+  nnic_onnx_set_merged (ctx, node, 0, merged);
+  return TRUE;
+}
+
+/* Flatten at axis 1 is nn.Flatten; at a later axis (or of a value whose
+ * batch a Reshape merged) the leading dimensions fold into the batch, k
+ * rows per sample: a Reshape to [k, rest] that keeps them merged. */
 static gboolean
 convert_flatten (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
 {
   static const char *const known[] = { "axis", NULL };
-  int64_t axis, s[NNIC_MAX_DIMS];
+  int64_t axis, dims[NNIC_MAX_DIMS + 1];
   OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
   if (!x || !nnic_onnx_attrs_known (ctx, node, known, error) ||
       !nnic_onnx_attr_int (ctx, node, "axis", 1, &axis, error))
     return FALSE;
-  int rank = nnic_onnx_value_shape (ctx, x, s) + 1;
+  const int rank = nnic_onnx_value_dims (ctx, x, dims);
   if (axis < 0)
     axis += rank;
-  if (axis != 1) {
+  if (axis < 1 || axis > rank) {
+    g_autofree char *s = nnic_onnx_dims_string (rank, dims);
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                          "axis %" G_GINT64_FORMAT " is not supported (only 1: everything after "
-                          "the batch dimension)",
-                          axis);
+                          "axis %" G_GINT64_FORMAT " of %s is not supported (from 1: the batch "
+                          "dimension stays first)",
+                          axis, s);
     return FALSE;
   }
-  return nnic_onnx_added (ctx, node, name, nnic_model_add_flatten (ctx->m, name, x->node, error), error);
+  if (axis == 1 && !x->merged)
+    return nnic_onnx_added (ctx, node, name, nnic_model_add_flatten (ctx->m, name, x->node, error), error);
+  int64_t per[2] = { nnic_onnx_batch_factor (dims[0]), 1 };
+  for (int d = 1; d < rank; d++)
+    per[d < axis ? 0 : 1] *= dims[d];
+  return add_reshape (ctx, node, name, x->node, per, 2, TRUE, error);
 }
 
+/* The target's first dimension must be the batch: N (from a Shape), N*k
+ * (a window partition's B * nW: k rows per sample, the batch merged into
+ * the first dimension), -1 when the rest fixes a sample's share, or the
+ * static batch size (or a multiple). The batch elsewhere, or a first
+ * dimension that mixes samples, is refused. */
 static gboolean
 convert_reshape (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
 {
@@ -67,64 +94,71 @@ convert_reshape (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *n
     nnic_onnx_node_prefix (ctx, node, error);
     return FALSE;
   }
-  if (st->dtype != NNIC_DTYPE_I64 || st->ndim != 1 || st->numel < 2 || st->numel > NNIC_MAX_DIMS + 1) {
+  if (st->dtype != NNIC_DTYPE_I64 || st->ndim != 1 || st->numel < 1 || st->numel > NNIC_MAX_DIMS) {
     g_autofree char *ss = nnic_shape_to_string (st->ndim, st->shape);
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                          "the shape '%s' (%s %s) must be int64 [2..%d]: the batch and at least "
-                          "one dimension",
-                          sv->name, nnic_dtype_name (st->dtype), ss, NNIC_MAX_DIMS + 1);
+                          "the shape '%s' (%s %s) must be int64 [1..%d]: the batch and the "
+                          "dimensions of a sample",
+                          sv->name, nnic_dtype_name (st->dtype), ss, NNIC_MAX_DIMS);
     return FALSE;
   }
-  int64_t in[NNIC_MAX_DIMS];
-  int in_nd = nnic_onnx_value_shape (ctx, x, in);
-  int64_t in_numel = nnic_shape_numel (in_nd, in);
-  const int64_t *s = st->i64;
-  int nd = (int) st->numel - 1;
-  g_autofree char *text = NULL;
-  {
-    GString *g = g_string_new ("[");
-    for (int i = 0; i <= nd; i++)
-      if (s[i] == NNIC_ONNX_BATCH)
-        g_string_append_printf (g, "%sN", i ? ", " : "");
-      else
-        g_string_append_printf (g, "%s%" G_GINT64_FORMAT, i ? ", " : "", s[i]);
-    g_string_append_c (g, ']');
-    text = g_string_free (g, FALSE);
+  int64_t in[NNIC_MAX_DIMS + 1], t[NNIC_MAX_DIMS];
+  const int in_rank = nnic_onnx_value_dims (ctx, x, in);
+  const int nt = (int) st->numel;
+  /* 0 copies the input's dimension (unless allowzero) */
+  for (int i = 0; i < nt; i++)
+    t[i] = st->i64[i] == 0 && !allowzero && i < in_rank ? in[i] : st->i64[i];
+  g_autofree char *text = nnic_onnx_dims_string (nt, t);
+  g_autofree char *xs = nnic_onnx_dims_string (in_rank, in);
+  int64_t sample = 1; /* elements per sample */
+  for (int d = 1; d < in_rank; d++)
+    sample *= in[d];
+  if (x->merged)
+    sample *= nnic_onnx_batch_factor (in[0]);
+  int n_infer = 0;
+  int64_t rest = 1;
+  for (int i = 1; i < nt; i++) {
+    if (nnic_onnx_batch_factor (t[i]) || t[i] < -1 || t[i] == 0) {
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                            "the shape %s is not a per-sample reshape nnic can do (of %s): %s",
+                            text, xs,
+                            t[i] == 0 ? "a dimension of size 0"
+                                      : t[i] < -1 ? "a negative dimension"
+                                                  : "the batch size past the first dimension");
+      return FALSE;
+    }
+    n_infer += t[i] == -1;
+    rest *= t[i] == -1 ? 1 : t[i];
   }
-  gboolean batch_first = s[0] == NNIC_ONNX_BATCH || s[0] == -1 ||
-                         (s[0] == 0 && !allowzero) || (ctx->batch > 0 && s[0] == ctx->batch);
-  if (!batch_first) {
+  /* k: the rows of a sample along the first dimension */
+  int64_t k = nnic_onnx_batch_factor (t[0]);
+  if (!k && t[0] == -1 && !n_infer && rest > 0 && sample % rest == 0)
+    k = sample / rest;
+  else if (!k && t[0] > 0 && ctx->batch > 0 && t[0] % ctx->batch == 0)
+    k = t[0] / ctx->batch;
+  if (!k) {
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                          "the shape %s does not keep the batch dimension first", text);
+                          t[0] == -1 ? "the shape %s would change the batch dimension of the input %s"
+                                     : "the shape %s does not keep the batch dimension first (input %s)",
+                          text, xs);
     return FALSE;
   }
   int64_t per[NNIC_MAX_DIMS];
-  int n_infer = 0;
-  for (int i = 1; i <= nd; i++) {
-    int64_t d = s[i];
-    if (d == 0 && !allowzero && i - 1 < in_nd)
-      d = in[i - 1];
-    if (d == NNIC_ONNX_BATCH || d < -1 || (d == 0 && allowzero) || (d == 0 && i - 1 >= in_nd)) {
-      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                            "the shape %s is not a per-sample reshape nnic can do", text);
-      return FALSE;
-    }
-    n_infer += d == -1;
-    per[i - 1] = d;
+  int nd = 0;
+  if (k > 1)
+    per[nd++] = k;
+  for (int i = 1; i < nt; i++)
+    per[nd++] = t[i];
+  if (nd == 0) {
+    /* [N] from [N, 1, ...]: one value per sample */
+    per[nd++] = 1;
   }
-  if (s[0] == -1) {
-    /* the batch is inferred: the rest must be exactly one sample */
-    int64_t n = n_infer ? -1 : nnic_shape_numel (nd, per);
-    if (n != in_numel) {
-      g_autofree char *xs = nnic_onnx_full_shape (in_nd, in);
-      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                            "the shape %s would change the batch dimension of the input %s",
-                            text, xs);
-      return FALSE;
-    }
+  if (nd > NNIC_MAX_DIMS - 1) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "the shape %s has too many dimensions per sample", text);
+    return FALSE;
   }
-  return nnic_onnx_added (ctx, node, name, nnic_model_add_reshape (ctx->m, name, x->node, per, nd, error),
-                error);
+  return add_reshape (ctx, node, name, x->node, per, nd, k > 1, error);
 }
 
 static gboolean
@@ -146,6 +180,7 @@ const NnicOp nnic_op_flatten = {
   .onnx_ops = (const char *const[]) { "Flatten", NULL },
   .onnx_import = convert_flatten,
   .onnx_export = export_flatten,
+  .onnx_merged = NNIC_ONNX_MERGED_OWN,
 };
 
 /* ---- Reshape (torch.reshape / ONNX Reshape, per sample) ----
@@ -223,6 +258,7 @@ const NnicOp nnic_op_reshape = {
   .onnx_ops = (const char *const[]) { "Reshape", NULL },
   .onnx_import = convert_reshape,
   .onnx_export = export_reshape,
+  .onnx_merged = NNIC_ONNX_MERGED_OWN,
 };
 
 gboolean
