@@ -22,7 +22,8 @@
   X (concat)             \
   X (softmax)            \
   X (reshape)            \
-  X (hardtanh)
+  X (hardtanh)           \
+  X (slice)
 
 #define DECLARE(name) extern const NnicOp nnic_op_##name;
 NNIC_OP_TABLE (DECLARE)

@@ -124,6 +124,14 @@ gboolean nnic_model_add_reshape (NnicModel *m, const char *name, const char *inp
  * gradient passes where min_val < x < max_val. */
 gboolean nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *input,
                                   double min_val, double max_val, GError **error);
+/* x[:, a:b:s, ...]: slices of `n_dims` dimensions (torch's numbering: 0 is
+ * the batch, which stays whole, negative counts from the end), each from
+ * starts[i] to ends[i] by steps[i] (NULL: 1), as Python slices them:
+ * negative bounds count from the end, bounds are clamped, a negative step
+ * walks backwards (torch.flip). */
+gboolean nnic_model_add_slice (NnicModel *m, const char *name, const char *input, int n_dims,
+                               const int *dims, const int64_t *starts, const int64_t *ends,
+                               const int64_t *steps, GError **error);
 gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
 guint nnic_model_output_node (const NnicModel *m);
