@@ -65,10 +65,10 @@ static const BadCase bad_cases[] = {
   /* op_types */
   { M, NO_KEYS, "[{\"op_types\": [\"Linear\", \"Conv2D\"], \"sparsity\": 0.5}]",
     "config_list[0].op_types[1]: unknown type 'Conv2D'; did you mean 'Conv2d'?", FALSE },
-  { M, NO_KEYS, "[{\"op_types\": [\"Spline\"], \"sparsity\": 0.5}]",
-    "config_list[0].op_types[0]: unknown type 'Spline' (valid: default, Conv2d, Linear, BatchNorm2d, BatchNorm1d, "
+  { M, NO_KEYS, "[{\"op_types\": [\"Zyzzyva\"], \"sparsity\": 0.5}]",
+    "config_list[0].op_types[0]: unknown type 'Zyzzyva' (valid: default, Conv2d, Linear, BatchNorm2d, BatchNorm1d, "
     "ReLU, ReLU6, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Add, Concat, Softmax, "
-    "Reshape, Hardtanh)", FALSE },
+    "Reshape, Hardtanh, Slice, Gather)", FALSE },
   { M, NO_KEYS, "[{\"op_types\": \"Conv2d\", \"sparsity\": 0.5}]",
     "config_list[0].op_types: must be a list of strings, got \"Conv2d\"", FALSE },
   { M, NO_KEYS, "[{\"op_types\": [], \"sparsity\": 0.5}]", "config_list[0].op_types: must not be empty", FALSE },

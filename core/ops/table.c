@@ -23,7 +23,8 @@
   X (softmax)            \
   X (reshape)            \
   X (hardtanh)           \
-  X (slice)
+  X (slice)              \
+  X (gather)
 
 #define DECLARE(name) extern const NnicOp nnic_op_##name;
 NNIC_OP_TABLE (DECLARE)

@@ -132,6 +132,13 @@ gboolean nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *in
 gboolean nnic_model_add_slice (NnicModel *m, const char *name, const char *input, int n_dims,
                                const int *dims, const int64_t *starts, const int64_t *ends,
                                const int64_t *steps, GError **error);
+/* torch.select (x[:, i] for dim 1; dims as torch's, not the batch): the
+ * dimension goes away; and torch.index_select: the n indices (negative
+ * count from the end) along it. Both are a "Gather" node. */
+gboolean nnic_model_add_select (NnicModel *m, const char *name, const char *input, int dim,
+                                int64_t index, GError **error);
+gboolean nnic_model_add_index_select (NnicModel *m, const char *name, const char *input, int dim,
+                                      const int64_t *indices, int n, GError **error);
 gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
 guint nnic_model_output_node (const NnicModel *m);
