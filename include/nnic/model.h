@@ -124,6 +124,11 @@ gboolean nnic_model_add_reshape (NnicModel *m, const char *name, const char *inp
  * gradient passes where min_val < x < max_val. */
 gboolean nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *input,
                                   double min_val, double max_val, GError **error);
+/* Concatenation along dimension `dim`, counted as torch does: 0 is the
+ * batch (which cannot be concatenated), 1 the channels, negative from the
+ * end. nnic_model_add_concat is dim 1. */
+gboolean nnic_model_add_concat_dim (NnicModel *m, const char *name, const char *const *inputs,
+                                    int n_inputs, int dim, GError **error);
 /* x[:, a:b:s, ...]: slices of `n_dims` dimensions (torch's numbering: 0 is
  * the batch, which stays whole, negative counts from the end), each from
  * starts[i] to ends[i] by steps[i] (NULL: 1), as Python slices them:
