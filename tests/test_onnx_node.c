@@ -12,7 +12,9 @@
  *  - An extra input is bound as a constant when it sits in a parameter slot
  *    of the ops that read it (Conv W/B, Gemm B/C, MatMul B, the four
  *    BatchNormalization statistics, Clip min/max, Reshape's shape,
- *    Dropout's ratio/training_mode), or when it is a data operand (Add,
+ *    Dropout's ratio/training_mode, Slice's starts/ends/axes/steps,
+ *    Split's split, Gather's indices, Expand's shape), or when it is a
+ *    data operand (Add,
  *    Concat, MatMul A) that broadcasts over the batch (fewer dimensions
  *    than the first input, or a leading dimension of 1). A data operand
  *    that carries the batch dimension itself (test_add: x and y both
@@ -34,8 +36,9 @@
  *    is random: SKIP. The model's metadata_props "nnic_test_mode"
  *    ("eval"/"train") overrides this (our own cases use it to check one
  *    training-form file in both modes). Only output_0 is compared (nnic
- *    models have one output; the others are masks, indices or updated
- *    statistics).
+ *    models have one output; the others are masks, indices, updated
+ *    statistics or Split's other parts): a graph with several outputs is
+ *    loaded with its first one only.
  *  - Tolerance: |got - want| <= atol + rtol * |want|, with rtol 1e-4,
  *    atol 1e-5 (as ONNX's backend tests), or rtol 1e-3 and atol 1e-4 when
  *    the graph holds a BatchNormalization (a division by a small variance
@@ -212,7 +215,8 @@ parameter_slot (const char *op, size_t pos)
     return FALSE;
   return strcmp (op, "Conv") == 0 || strcmp (op, "Gemm") == 0 || strcmp (op, "MatMul") == 0 ||
          strcmp (op, "BatchNormalization") == 0 || strcmp (op, "Clip") == 0 ||
-         strcmp (op, "Reshape") == 0 || strcmp (op, "Dropout") == 0;
+         strcmp (op, "Reshape") == 0 || strcmp (op, "Dropout") == 0 || strcmp (op, "Slice") == 0 ||
+         strcmp (op, "Split") == 0 || strcmp (op, "Gather") == 0 || strcmp (op, "Expand") == 0;
 }
 
 static const Onnx__AttributeProto *
@@ -524,7 +528,19 @@ run_case (Case *c, double *max_diff)
 
   NnicOnnxLoadOptions opts = { .n_constants = n_const, .constant_names = names,
                                .constant_values = (const NnicTensor *const *) values };
-  m = nnic_model_load_onnx (model_path, &opts, &err);
+  Onnx__GraphProto *g = c->model->graph;
+  if (g->n_output > 1) {
+    /* the first output only (restored before the model is freed) */
+    const size_t n_output = g->n_output;
+    g->n_output = 1;
+    gsize len = onnx__model_proto__get_packed_size (c->model);
+    g_autofree guint8 *buf = g_malloc (MAX (len, 1));
+    onnx__model_proto__pack (c->model, buf);
+    g->n_output = n_output;
+    m = nnic_model_load_onnx_from_data (buf, len, model_path, &opts, &err);
+  } else {
+    m = nnic_model_load_onnx (model_path, &opts, &err);
+  }
   if (!m) {
     /* The message names the file first: drop it (the log names the test). */
     const char *msg = err->message;
