@@ -1095,6 +1095,207 @@ START_TEST (test_concat_flat)
 }
 END_TEST
 
+/* w = cat([x, relu(x)], dim=3), then cat([w, w], dim=-2): along the width
+ * and the height of [C, H, W] samples. */
+static void
+ref_concat_w (const Ref *r, const double *x, double *const *p, double *y)
+{
+  (void) p;
+  const int64_t C = r->C, H = r->H, W = r->W;
+  int64_t o = 0;
+  for (int64_t b = 0; b < r->B; b++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t h = 0; h < H; h++) {
+        /* each row is x's row, then relu's */
+        for (int64_t w = 0; w < W; w++)
+          y[o++] = X4 (x, C, H, W, b, c, h, w);
+        for (int64_t w = 0; w < W; w++)
+          y[o++] = MAX (X4 (x, C, H, W, b, c, h, w), 0.0);
+      }
+}
+
+static void
+ref_concat_wh (const Ref *r, const double *x, double *const *p, double *y)
+{
+  const int64_t C = r->C, H = r->H, W2 = 2 * r->W;
+  g_autofree double *t = g_new (double, r->B * C * H * W2);
+  ref_concat_w (r, x, p, t);
+  for (int64_t b = 0; b < r->B; b++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t k = 0; k < 2; k++)
+        memcpy (y + ((b * C + c) * 2 + k) * H * W2, t + (b * C + c) * H * W2,
+                sizeof (double) * (size_t) (H * W2));
+}
+
+START_TEST (test_concat_axes)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = nnic_model_new (2, 3, 4);
+  ck_assert (nnic_model_add_relu (m, "relu", "input", &err));
+  ck_assert (nnic_model_add_concat_dim (m, "w", (const char *[]) { "input", "relu" }, 2, 3, &err));
+  ck_assert (nnic_model_add_concat_dim (m, "h", (const char *[]) { "w", "w" }, 2, -2, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  int64_t shape[NNIC_MAX_DIMS];
+  ck_assert_int_eq (nnic_model_node_shape (m, 3, shape), 3);
+  ck_assert (shape[0] == 2 && shape[1] == 6 && shape[2] == 8);
+  double dim;
+  ck_assert (nnic_model_node_option (m, 3, "dim", &dim));
+  ck_assert_int_eq ((int) dim, 2);
+  Ref r = { .fn = ref_concat_wh, .B = 2, .C = 2, .H = 3, .W = 4 };
+  nnic_tensor_free (check_model (m, &r, 180));
+}
+END_TEST
+
+/* x[:, ::2, 1:4, ::-2] of [3, 5, 6] samples, by start/end/step. */
+static const int64_t slice_first[3] = { 0, 1, 5 }, slice_step[3] = { 2, 1, -2 },
+                     slice_count[3] = { 2, 3, 3 };
+
+static void
+ref_slice (const Ref *r, const double *x, double *const *p, double *y)
+{
+  (void) p;
+  int64_t o = 0;
+  for (int64_t b = 0; b < r->B; b++)
+    for (int64_t i = 0; i < slice_count[0]; i++)
+      for (int64_t j = 0; j < slice_count[1]; j++)
+        for (int64_t k = 0; k < slice_count[2]; k++)
+          y[o++] = X4 (x, r->C, r->H, r->W, b, slice_first[0] + i * slice_step[0],
+                       slice_first[1] + j * slice_step[1], slice_first[2] + k * slice_step[2]);
+}
+
+START_TEST (test_slice)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = nnic_model_new (3, 5, 6);
+  /* the channels 0 and 2; rows 1..3 (an end past the axis is clamped);
+   * columns 5, 3, 1 (from the last, backwards: the start -1, the end
+   * before the first) */
+  ck_assert (nnic_model_add_slice (m, "s", NULL, 3, (const int[]) { -1, 1, 2 },
+                                   (const int64_t[]) { -1, 0, 1 },
+                                   (const int64_t[]) { -INT64_MAX, G_MAXINT64, 4 },
+                                   (const int64_t[]) { -2, 2, 1 }, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  int64_t shape[NNIC_MAX_DIMS];
+  ck_assert_int_eq (nnic_model_node_shape (m, 1, shape), 3);
+  ck_assert (shape[0] == 2 && shape[1] == 3 && shape[2] == 3);
+  Ref r = { .fn = ref_slice, .B = 2, .C = 3, .H = 5, .W = 6 };
+  nnic_tensor_free (check_model (m, &r, 190));
+}
+END_TEST
+
+/* x[:, :, 2] of [2, 3, 4] samples, then index_select(dim 1) of [2, 0, 2]:
+ * channel 2 twice, so its gradient is the sum of both. */
+static void
+ref_gather (const Ref *r, const double *x, double *const *p, double *y)
+{
+  (void) p;
+  static const int64_t pick[3] = { 2, 0, 2 };
+  int64_t o = 0;
+  for (int64_t b = 0; b < r->B; b++)
+    for (int64_t j = 0; j < 3; j++)
+      for (int64_t w = 0; w < r->W; w++)
+        y[o++] = X4 (x, r->C, r->H, r->W, b, pick[j], 2, w);
+}
+
+START_TEST (test_gather)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = nnic_model_new (3, 3, 4);
+  ck_assert (nnic_model_add_select (m, "row", NULL, 2, -1, &err));
+  ck_assert (nnic_model_add_index_select (m, "pick", NULL, 1, (const int64_t[]) { 2, 0, -1 }, 3, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  int64_t shape[NNIC_MAX_DIMS];
+  ck_assert_int_eq (nnic_model_node_shape (m, 1, shape), 2);
+  ck_assert (shape[0] == 3 && shape[1] == 4);
+  ck_assert_int_eq (nnic_model_node_shape (m, 2, shape), 2);
+  ck_assert (shape[0] == 3 && shape[1] == 4);
+  ck_assert_str_eq (nnic_model_node_type (m, 2), "Gather");
+  Ref r = { .fn = ref_gather, .B = 2, .C = 3, .H = 3, .W = 4 };
+  nnic_tensor_free (check_model (m, &r, 200));
+}
+END_TEST
+
+/* A pair of convolutions tied by an Add stays tied through a Slice or a
+ * Gather along the height (KEEP), not through one of the channels (END);
+ * a Concat along the width is new channels (END). */
+START_TEST (test_slice_gather_channels)
+{
+  GError *err = NULL;
+  for (int k = 0; k < 5; k++) {
+    g_autoptr (NnicModel) m = nnic_model_new (3, 6, 6);
+    NnicConv2dSpec s = { .in_channels = 3, .out_channels = 4, .kernel_size = 3, .padding = 1 };
+    ck_assert (nnic_model_add_conv2d (m, "a", "input", &s, &err));
+    ck_assert (nnic_model_add_conv2d (m, "b", "input", &s, &err));
+    const int64_t zero = 0, six = 6, one = 1;
+    switch (k) {
+    case 0: /* rows 0..5 of 6: all of them, but along the height anyway */
+      ck_assert (nnic_model_add_slice (m, "mid", "b", 1, (const int[]) { 2 }, &zero, &six, NULL, &err));
+      break;
+    case 1: /* every channel, in order: still the channels */
+      ck_assert (nnic_model_add_slice (m, "mid", "b", 1, (const int[]) { 1 }, &zero, &six, &one, &err));
+      break;
+    case 2:
+      ck_assert (nnic_model_add_index_select (m, "mid", "b", 3, (const int64_t[]) { 5, 4, 3, 2, 1, 0 }, 6, &err));
+      break;
+    case 3: /* channels 0..1 twice: not channel for channel */
+      ck_assert (nnic_model_add_slice (m, "half", "b", 1, (const int[]) { 1 }, &zero, (const int64_t[]) { 2 }, NULL, &err));
+      ck_assert (nnic_model_add_concat (m, "mid", (const char *[]) { "half", "half" }, 2, &err));
+      break;
+    case 4:
+      ck_assert (nnic_model_add_slice (m, "l", "b", 1, (const int[]) { 3 }, &zero, (const int64_t[]) { 3 }, NULL, &err));
+      ck_assert (nnic_model_add_slice (m, "r", "b", 1, (const int[]) { 3 }, (const int64_t[]) { 3 }, &six, NULL, &err));
+      ck_assert (nnic_model_add_concat_dim (m, "mid", (const char *[]) { "r", "l" }, 2, -1, &err));
+      break;
+    }
+    ck_assert (nnic_model_add_add (m, "sum", "a", "mid", &err));
+    NNIC_ASSERT_NO_ERROR (err);
+    g_autoptr (GPtrArray) sets = nnic_model_channel_dependencies (m);
+    ck_assert_msg (sets->len == (k <= 2 ? 1u : 0u), "case %d: %u sets", k, sets->len);
+  }
+}
+END_TEST
+
+START_TEST (test_slice_gather_errors)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = nnic_model_new (2, 3, 4);
+  const int64_t zero = 0, two = 2;
+  ck_assert (!nnic_model_add_slice (m, "s", NULL, 1, (const int[]) { 0 }, &zero, &two, NULL, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "s: dimension 0 is the batch, which a Slice keeps whole");
+  g_clear_error (&err);
+  ck_assert (!nnic_model_add_slice (m, "s", NULL, 1, (const int[]) { 4 }, &zero, &two, NULL, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "s: axis 4 is not a dimension of 'input' [2, 3, 4]");
+  g_clear_error (&err);
+  ck_assert (!nnic_model_add_slice (m, "s", NULL, 2, (const int[]) { 2, -2 }, (const int64_t[]) { 0, 0 },
+                                    (const int64_t[]) { 1, 1 }, NULL, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "s: axis 2 of 'input' [2, 3, 4] is sliced twice");
+  g_clear_error (&err);
+  ck_assert (!nnic_model_add_slice (m, "s", NULL, 1, (const int[]) { 3 }, &zero, &two,
+                                    (const int64_t[]) { 0 }, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "s: the step along axis 3 of 'input' [2, 3, 4] is zero");
+  g_clear_error (&err);
+  ck_assert (!nnic_model_add_select (m, "g", NULL, 3, 4, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT,
+                     "g: index 4 is out of range for dimension 3 of 'input' [2, 3, 4]");
+  g_clear_error (&err);
+  ck_assert (!nnic_model_add_select (m, "g", NULL, -4, 0, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "g: dimension -4 is the batch");
+  g_clear_error (&err);
+  ck_assert (!nnic_model_add_concat_dim (m, "c", (const char *[]) { "input" }, 1, 4, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_SHAPE, "c: cannot concatenate 'input' of shape [2, 3, 4] along dimension 4");
+  g_clear_error (&err);
+  ck_assert (nnic_model_add_slice (m, "s", NULL, 1, (const int[]) { 2 }, &zero, &two, NULL, &err));
+  ck_assert (!nnic_model_add_concat_dim (m, "c", (const char *[]) { "input", "s" }, 2, 3, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_SHAPE,
+                     "c: cannot concatenate 'input' of shape [2, 3, 4] with 's' of shape [2, 2, 4]: "
+                     "all dimensions but the one concatenated must agree");
+  g_clear_error (&err);
+  /* an empty slice is a shape, not an error */
+  ck_assert (nnic_model_add_slice (m, "none", "input", 1, (const int[]) { 3 }, &two, &zero, NULL, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+}
+END_TEST
+
 /* ---- setup errors ---- */
 
 START_TEST (test_setup_errors)
@@ -1254,6 +1455,11 @@ layers_suite (void)
   tcase_add_test (tc, test_add_residual);
   tcase_add_test (tc, test_concat3);
   tcase_add_test (tc, test_concat_flat);
+  tcase_add_test (tc, test_concat_axes);
+  tcase_add_test (tc, test_slice);
+  tcase_add_test (tc, test_gather);
+  tcase_add_test (tc, test_slice_gather_channels);
+  tcase_add_test (tc, test_slice_gather_errors);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("errors");
