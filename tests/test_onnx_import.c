@@ -780,6 +780,79 @@ save_tmp (const char *dir, const char *name, NnicTensor *t)
     ck_assert_msg (strstr (e_, needle) != NULL, "stderr \"%s\" lacks \"%s\"", e_, needle); \
   } while (0)
 
+/* ---- constant folding (fixtures/onnx/fold/, make_fold_fixtures.py) ---- */
+
+/* Each graph folds a chain of ops on constants into the weight of its
+ * Gemm "fc"; numpy computed the same. */
+START_TEST (test_fold_ops)
+{
+  static const char *const cases[] = { "int_arith", "float_arith", "compare_where", "shapes",
+                                       "slice_gather", "scatter_nd" };
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++) {
+    g_autofree char *onnx = g_strdup_printf ("fold/fold_%s.onnx", cases[c]);
+    g_autofree char *npy = g_strdup_printf ("fold/fold_%s.w.npy", cases[c]);
+    g_autoptr (NnicModel) m = load (onnx);
+    g_autoptr (NnicTensor) want = load_npy (npy);
+    GError *err = NULL;
+    NnicParam *p = nnic_model_find_param (m, "fc.weight", &err);
+    NNIC_ASSERT_NO_ERROR (err);
+    ck_assert_msg (nnic_tensor_same_shape (p->value, want), "%s: fc.weight has another shape", cases[c]);
+    for (int64_t i = 0; i < want->numel; i++)
+      ck_assert_msg (fabsf (p->value->f32[i] - want->f32[i]) <= 1e-6f * fabsf (want->f32[i]),
+                     "%s: fc.weight[%" G_GINT64_FORMAT "] is %g, numpy has %g", cases[c], i,
+                     (double) p->value->f32[i], (double) want->f32[i]);
+    /* only the Gemm is a node */
+    ck_assert_uint_eq (nnic_model_n_nodes (m), 2);
+  }
+}
+END_TEST
+
+/* x [N, 4, 6] → [N*2, 2, 6] (a Reshape to a multiple of the batch,
+ * computed from Shape), Relu, its Shape checked as ViT checks its class
+ * token's, [N, 24] (N*2 / 2, and 12 * (N*4 - N*2) / N), Gemm. */
+START_TEST (test_fold_batch)
+{
+  g_autoptr (NnicModel) m = load ("fold/batch.onnx");
+  static const char *const names[] = { "input", "xr", "r", "flat", "fc", NULL };
+  static const char *const types[] = { "Input", "Reshape", "ReLU", "Reshape", "Linear", NULL };
+  assert_names (m, names, types);
+  int64_t shape[NNIC_MAX_DIMS];
+  ck_assert_int_eq (nnic_model_node_shape (m, 1, shape), 3);
+  ck_assert (shape[0] == 2 && shape[1] == 2 && shape[2] == 6);
+  ck_assert_int_eq (nnic_model_node_shape (m, 3, shape), 1);
+  ck_assert_int_eq (shape[0], 24);
+  check_output (m, "fold/batch.in.npy", "fold/batch.out.npy", FALSE);
+}
+END_TEST
+
+START_TEST (test_fold_errors)
+{
+  assert_load_fails ("fold/err_fold_batch_add.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "node 'n1' (Add, opset 17): N + 1: nnic follows the batch size N through "
+                     "products and exact quotients by positive constants only");
+  assert_load_fails ("fold/err_fold_batch_cast.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "node 'nf' (Cast, opset 17): Cast of the batch size N to float");
+  assert_load_fails ("fold/err_fold_range_batch.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "node 'r' (Range, opset 17): input 1 ('n') is N: a Range of constants needs "
+                     "numbers");
+  assert_load_fails ("fold/err_fold_div_zero.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "node 'q' (Div, opset 17): 4 / 0: a division by zero");
+  assert_load_fails ("fold/err_reshape_batch_inner.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "node 'y' (Reshape, opset 17): the shape [-1, N] is not a per-sample reshape "
+                     "nnic can do (of [N, 4]): the batch size past the first dimension");
+  assert_load_fails ("fold/err_merged_softmax.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "node 'sm' (Softmax, opset 17): its input 'xm' is [N*2, 12], the batch merged "
+                     "into the first dimension by a Reshape; nnic imports Softmax on such values "
+                     "only after a Reshape back to [N, ...]");
+  assert_load_fails ("fold/err_merged_output.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "the graph output 'y' is [N*2, 12], the batch merged into its first dimension "
+                     "by a Reshape; nnic models give [N, ...], one row per sample");
+  assert_load_fails ("fold/err_slice_batch.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "node 'y' (Slice, opset 17): axis 0 of input 0 ('x') [N, 4] is the batch "
+                     "dimension; nnic works on each sample alone");
+}
+END_TEST
+
 START_TEST (test_cli)
 {
   if (!g_getenv ("NNIC_BUILD_DIR")) {
@@ -890,6 +963,11 @@ onnx_import_suite (void)
   tcase_add_test (tc, test_qdq_weights);
   tcase_add_test (tc, test_qdq_external);
   tcase_add_test (tc, test_qdq_activations_refused);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("fold");
+  tcase_add_test (tc, test_fold_ops);
+  tcase_add_test (tc, test_fold_batch);
+  tcase_add_test (tc, test_fold_errors);
   suite_add_tcase (s, tc);
   tc = tcase_create ("cli");
   tcase_add_test (tc, test_cli);

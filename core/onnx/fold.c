@@ -447,8 +447,10 @@ element_string (const NnicTensor *t, int64_t i)
 {
   if (t->dtype == NNIC_DTYPE_F32)
     return g_strdup_printf ("%g", (double) t->f32[i]);
-  const int64_t v = int_at (t, i);
-  return nnic_onnx_dims_string (1, &v);
+  const int64_t v = int_at (t, i), k = nnic_onnx_batch_factor (v);
+  return k == 1 ? g_strdup ("N")
+         : k    ? g_strdup_printf ("N*%" G_GINT64_FORMAT, k)
+                : g_strdup_printf ("%" G_GINT64_FORMAT, v);
 }
 
 static gboolean

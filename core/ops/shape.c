@@ -122,9 +122,9 @@ convert_reshape (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *n
       nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
                             "the shape %s is not a per-sample reshape nnic can do (of %s): %s",
                             text, xs,
-                            t[i] == 0 ? "a dimension of size 0"
-                                      : t[i] < -1 ? "a negative dimension"
-                                                  : "the batch size past the first dimension");
+                            nnic_onnx_batch_factor (t[i]) ? "the batch size past the first dimension"
+                            : t[i] == 0                   ? "a dimension of size 0"
+                                                          : "a negative dimension");
       return FALSE;
     }
     n_infer += t[i] == -1;
