@@ -192,7 +192,7 @@ int_list (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k, const char
     return FALSE;
   }
   for (int64_t i = 0; i < t->numel; i++)
-    v[i] = (int64_t) (t->dtype == NNIC_DTYPE_I64 ? t->i64[i] : nnic_onnx_tensor_element (t, i));
+    v[i] = t->dtype == NNIC_DTYPE_I64 ? t->i64[i] : (int64_t) nnic_onnx_tensor_element (t, i);
   *n = t->numel;
   return TRUE;
 }
