@@ -194,13 +194,16 @@ read_tensor_proto (const char *path, char **why)
 
 /* ---- one test ---- */
 
-/* An op nnic imports (its op table says), or how torch writes some
- * constant operands (Reshape's shape): the importer takes it or says it
- * does not. */
+/* An op nnic imports (its op table says), computes on constants (shape
+ * arithmetic), or how torch writes some constant operands (Reshape's
+ * shape): the importer takes it or says it does not. */
 static gboolean
 op_supported (const char *op)
 {
   for (const char *const *o = nnic_onnx_ops (); *o; o++)
+    if (strcmp (op, *o) == 0)
+      return TRUE;
+  for (const char *const *o = nnic_onnx_folded_ops (); *o; o++)
     if (strcmp (op, *o) == 0)
       return TRUE;
   return strcmp (op, "Constant") == 0 || strcmp (op, "Identity") == 0;

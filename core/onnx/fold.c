@@ -1447,7 +1447,7 @@ fold_quantize (NnicOnnxImport *ctx, const NP *node, GError **error)
   return emit (ctx, node, y);
 }
 
-/* ---- the table ---- */
+/* ---- the table (sorted by op type) ---- */
 
 const NnicOnnxFold nnic_onnx_folds[] = {
   { "Abs", fold_abs, NULL },
@@ -1481,6 +1481,19 @@ const NnicOnnxFold nnic_onnx_folds[] = {
   { "Where", fold_where, NULL },
   { NULL, NULL, NULL },
 };
+
+const char *const *
+nnic_onnx_folded_ops (void)
+{
+  static const char **ops;
+  if (g_once_init_enter (&ops)) {
+    const char **list = g_new0 (const char *, G_N_ELEMENTS (nnic_onnx_folds));
+    for (guint i = 0; nnic_onnx_folds[i].op; i++)
+      list[i] = nnic_onnx_folds[i].op; /* the table is sorted */
+    g_once_init_leave (&ops, list);
+  }
+  return ops;
+}
 
 const NnicOnnxFold *
 nnic_onnx_fold_find (const char *op)

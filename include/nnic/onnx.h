@@ -54,6 +54,10 @@ NnicModel *nnic_model_load_onnx_from_data (const guint8 *data, gsize size, const
  * owned by nnic). Besides these, Constant and Identity are always taken,
  * and shape arithmetic (Shape, Gather, ...) on constants is folded. */
 const char *const *nnic_onnx_ops (void);
+/* The ONNX operator types nnic computes at import when their inputs are
+ * constant (Shape of any value, Gather, Range, Where, ...; sorted,
+ * NULL-terminated, owned by nnic). Some are layers too (Concat, Slice). */
+const char *const *nnic_onnx_folded_ops (void);
 
 /* How one tensor of a layer was quantized, for export in QDQ form:
  * q = clamp(round(x / scale) + zero_point) in [0, 2^bits - 1] (uint8) or
