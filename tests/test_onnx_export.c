@@ -37,14 +37,11 @@ perturb_buffers (NnicModel *m)
   }
 }
 
+/* m goes out to ONNX and back in: the same nodes, weights and outputs. */
 static void
-round_trip (const char *name, int c, int h, int w)
+round_trip_model (const char *name, NnicModel *m)
 {
   GError *err = NULL;
-  g_autoptr (NnicModel) m = nnic_model_new_builtin (name, c, h, w, 10, &err);
-  NNIC_ASSERT_NO_ERROR (err);
-  nnic_model_init_params (m, 5);
-  perturb_buffers (m);
   g_autofree char *dir = nnic_test_tmpdir ();
   g_autofree char *path = g_build_filename (dir, "model.onnx", NULL);
   ck_assert_msg (nnic_model_save_onnx (m, path, NULL, &err), "%s: %s", name, err ? err->message : "");
@@ -87,6 +84,17 @@ round_trip (const char *name, int c, int h, int w)
                    "%s: output %" G_GINT64_FORMAT ": %g vs %g", name, k, keep->f32[k], yb->f32[k]);
 }
 
+static void
+round_trip (const char *name, int c, int h, int w)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = nnic_model_new_builtin (name, c, h, w, 10, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  nnic_model_init_params (m, 5);
+  perturb_buffers (m);
+  round_trip_model (name, m);
+}
+
 START_TEST (test_builtin_round_trips)
 {
   round_trip ("nni_cnn", 1, 28, 28);
@@ -94,6 +102,51 @@ START_TEST (test_builtin_round_trips)
   round_trip ("lenet5", 1, 28, 28);
   round_trip ("vgg_small", 3, 32, 32);
   round_trip ("resnet8", 3, 32, 32);
+}
+END_TEST
+
+/* Slices (a negative step, several axes), Gather (one index, a list),
+ * Concat along the height, the width and the channels, a Split's parts. */
+START_TEST (test_slice_gather_concat_round_trip)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = nnic_model_new (3, 6, 7);
+  NnicConv2dSpec s = { .in_channels = 3, .out_channels = 4, .kernel_size = 3, .padding = 1 };
+  ck_assert (nnic_model_add_conv2d (m, "conv", NULL, &s, &err));
+  ck_assert (nnic_model_add_slice (m, "flip", "conv", 1, (const int[]) { 3 }, (const int64_t[]) { -1 },
+                                   (const int64_t[]) { -INT64_MAX }, (const int64_t[]) { -1 }, &err));
+  /* top = conv[:, ::2, :2], rest = conv[:, 1:4:2, 2:] */
+  ck_assert (nnic_model_add_slice (m, "top", "conv", 2, (const int[]) { 2, 1 }, (const int64_t[]) { 0, 0 },
+                                   (const int64_t[]) { 2, 100 }, (const int64_t[]) { 1, 2 }, &err));
+  ck_assert (nnic_model_add_slice (m, "rest", "conv", 2, (const int[]) { 2, 1 }, (const int64_t[]) { 2, 1 },
+                                   (const int64_t[]) { G_MAXINT64, 4 }, (const int64_t[]) { 1, 2 }, &err));
+  ck_assert (nnic_model_add_concat_dim (m, "rows", (const char *[]) { "rest", "top" }, 2, 2, &err));
+  ck_assert (nnic_model_add_concat (m, "chan", (const char *[]) { "rows", "flip" }, 2, &err));
+  ck_assert (nnic_model_add_concat_dim (m, "cols", (const char *[]) { "chan", "chan" }, 2, -1, &err));
+  ck_assert (nnic_model_add_index_select (m, "pick", "cols", 1, (const int64_t[]) { 3, 0, 3 }, 3, &err));
+  ck_assert (nnic_model_add_select (m, "row", "pick", 2, -2, &err));
+  ck_assert (nnic_model_add_flatten (m, "flat", "row", &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  nnic_model_init_params (m, 3);
+  round_trip_model ("slices", m);
+}
+END_TEST
+
+/* torch's exports, imported: a Split's Slices, a window partition to
+ * B*nW rows and back (its Reshapes go out per sample), torch.roll and
+ * list indexing, ViT's token pick. */
+START_TEST (test_imported_slices_round_trip)
+{
+  static const char *const cases[] = { "shuffle_chunk_opset13", "window_partition_opset17",
+                                       "roll_flip_opset17", "vit_class_token_opset17" };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *dir = g_strconcat ("test_nnic_", cases[i], NULL);
+    g_autofree char *path = g_build_filename (NNIC_TEST_FIXTURES, "onnx_models", "cases", dir, "model.onnx", NULL);
+    GError *err = NULL;
+    g_autoptr (NnicModel) m = nnic_model_load_onnx (path, NULL, &err);
+    NNIC_ASSERT_NO_ERROR (err);
+    round_trip_model (cases[i], m);
+  }
 }
 END_TEST
 
@@ -185,6 +238,8 @@ main (void)
   Suite *s = suite_create ("onnx_export");
   TCase *tc = tcase_create ("core");
   tcase_add_test (tc, test_builtin_round_trips);
+  tcase_add_test (tc, test_slice_gather_concat_round_trip);
+  tcase_add_test (tc, test_imported_slices_round_trip);
   tcase_add_test (tc, test_pruned_weights_stay_pruned);
   tcase_add_test (tc, test_export_errors);
   tcase_add_test (tc, test_qdq_all_zero_weight);
