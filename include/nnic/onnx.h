@@ -28,6 +28,7 @@
 #pragma once
 
 #include <glib.h>
+#include <nnic/export.h>
 #include <nnic/model.h>
 #include <nnic/compress.h>
 
@@ -45,15 +46,17 @@ typedef struct {
 
 /* options may be NULL. The model's input shape is the graph input's, less
  * its first (batch) dimension, which may be symbolic. */
-NnicModel *nnic_model_load_onnx (const char *path, const NnicOnnxLoadOptions *options,
-                                 GError **error);
+NNIC_API NnicModel *nnic_model_load_onnx (const char *path, const NnicOnnxLoadOptions *options,
+                                          GError **error);
 /* The same from a buffer; `source` names it in messages. */
-NnicModel *nnic_model_load_onnx_from_data (const guint8 *data, gsize size, const char *source,
-                                           const NnicOnnxLoadOptions *options, GError **error);
+NNIC_API NnicModel *nnic_model_load_onnx_from_data (const guint8 *data, gsize size,
+                                                    const char *source,
+                                                    const NnicOnnxLoadOptions *options,
+                                                    GError **error);
 /* The ONNX operator types nnic imports as layers (sorted, NULL-terminated;
  * owned by nnic). Besides these, Constant and Identity are always taken,
  * and shape arithmetic (Shape, Gather, ...) on constants is folded. */
-const char *const *nnic_onnx_ops (void);
+NNIC_API const char *const *nnic_onnx_ops (void);
 
 /* How one tensor of a layer was quantized, for export in QDQ form:
  * q = clamp(round(x / scale) + zero_point) in [0, 2^bits - 1] (uint8) or
@@ -86,7 +89,7 @@ typedef struct {
  * them by the compressor) as ONNX; node names are the nnic names, weights
  * the state_dict names. The batch dimension is symbolic ("batch").
  * Written to a temporary file and renamed. options may be NULL. */
-gboolean nnic_model_save_onnx (NnicModel *m, const char *path, const NnicOnnxSaveOptions *options,
-                               GError **error);
+NNIC_API gboolean nnic_model_save_onnx (NnicModel *m, const char *path,
+                                        const NnicOnnxSaveOptions *options, GError **error);
 
 G_END_DECLS
