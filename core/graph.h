@@ -168,6 +168,9 @@ struct _NnicModel {
   GArray *prof_fwd, *prof_bwd; /* double seconds per node */
 };
 
+/* A model whose input has the per-sample shape `shape` (ndim from 1 to
+ * NNIC_MAX_DIMS - 1: the batch makes one more). */
+NnicModel *nnic_graph_new (int ndim, const int64_t *shape);
 /* The node at index i (no bounds check: internal callers know it). */
 static inline NnicNode *
 nnic_graph_node (const NnicModel *m, guint i)
