@@ -79,8 +79,8 @@ check_ops_known (NnicOnnxImport *ctx, GError **error)
     const Onnx__NodeProto *node = ctx->graph->node[i];
     const char *op = node->op_type ? node->op_type : "";
     const gboolean foreign = !is_default_domain (node->domain);
-    if ((!foreign && op_known (op)) || !*op)
-      continue;
+    if ((!foreign && op_known (op)) || !*op || ctx->absorbed[i] || ctx->fusion[i].op)
+      continue; /* a fused pattern's nodes need not be ops of their own */
     g_autofree char *key = foreign ? g_strdup_printf ("%s (domain %s)", op, node->domain)
                                    : g_strdup (op);
     if (g_hash_table_contains (seen, key))
@@ -425,7 +425,7 @@ convert_node (NnicOnnxImport *ctx, guint i, GError **error)
   } else if (!strcmp (op, "QuantizeLinear") || !strcmp (op, "DequantizeLinear")) {
     ok = refuse_qdq (ctx, node, error);
   } else {
-    const NnicOp *nop = nnic_op_for_onnx (op);
+    const NnicOp *nop = ctx->fusion[i].op ? ctx->fusion[i].op : nnic_op_for_onnx (op);
     if (!nop) {
       g_autofree char *known = nnic_onnx_supported_ops ();
       nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
@@ -493,6 +493,8 @@ import (const char *source, const char *base_dir, NnicOnnxProto *proto,
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT, "%s: the model has no graph", source);
     ok = FALSE;
   }
+  if (ok)
+    nnic_onnx_plan_fusions (&ctx);
   ok = ok && check_ops_known (&ctx, error) && add_initializers (&ctx, error) && bind_constants (&ctx, options, error) &&
        create_model (&ctx, error) && nnic_onnx_plan (&ctx, error);
   if (ok) {
@@ -518,6 +520,7 @@ import (const char *source, const char *base_dir, NnicOnnxProto *proto,
   g_free (ctx.names);
   g_free (ctx.emits);
   g_free (ctx.absorbed);
+  g_free (ctx.fusion);
   g_free (ctx.fused_add);
   if (ctx.use_counts)
     g_hash_table_destroy (ctx.use_counts);

@@ -124,6 +124,22 @@ gboolean nnic_model_add_reshape (NnicModel *m, const char *name, const char *inp
  * gradient passes where min_val < x < max_val. */
 gboolean nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *input,
                                   double min_val, double max_val, GError **error);
+/* Elementwise activations as torch defines them: nn.Sigmoid, nn.Tanh,
+ * torch.erf, nn.Hardswish (x * relu6(x + 3) / 6), nn.SiLU (x * sigmoid(x)). */
+gboolean nnic_model_add_sigmoid (NnicModel *m, const char *name, const char *input, GError **error);
+gboolean nnic_model_add_tanh (NnicModel *m, const char *name, const char *input, GError **error);
+gboolean nnic_model_add_erf (NnicModel *m, const char *name, const char *input, GError **error);
+gboolean nnic_model_add_hardswish (NnicModel *m, const char *name, const char *input,
+                                   GError **error);
+gboolean nnic_model_add_silu (NnicModel *m, const char *name, const char *input, GError **error);
+/* clamp(alpha * x + beta, 0, 1) (ONNX HardSigmoid); nn.Hardsigmoid is
+ * alpha = 1/6, beta = 0.5. */
+gboolean nnic_model_add_hardsigmoid (NnicModel *m, const char *name, const char *input,
+                                     double alpha, double beta, GError **error);
+/* nn.GELU: x * Phi(x) with the normal CDF Phi from erf, or its tanh
+ * approximation (approximate='tanh') when tanh_approx. */
+gboolean nnic_model_add_gelu (NnicModel *m, const char *name, const char *input,
+                              gboolean tanh_approx, GError **error);
 gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
 guint nnic_model_output_node (const NnicModel *m);
@@ -153,7 +169,8 @@ gboolean nnic_model_node_linear_spec (const NnicModel *m, guint i, NnicLinearSpe
 gboolean nnic_model_node_batchnorm_spec (const NnicModel *m, guint i, NnicBatchNormSpec *spec);
 gboolean nnic_model_node_pool2d_spec (const NnicModel *m, guint i, NnicPool2dSpec *spec);
 /* A scalar option of node i: "p" (Dropout), "axis" (Softmax), "min_val"
- * and "max_val" (Hardtanh), "out_h" and "out_w" (AdaptiveAvgPool2d).
+ * and "max_val" (Hardtanh), "out_h" and "out_w" (AdaptiveAvgPool2d), "alpha"
+ * and "beta" (Hardsigmoid), "approximate" (GELU: 0 exact, 1 tanh).
  * FALSE when the node has no such option. (Reshape's target is its output
  * shape: nnic_model_node_shape.) */
 gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key, double *value);
