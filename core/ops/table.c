@@ -29,7 +29,8 @@
   X (tanh)               \
   X (erf)                \
   X (gelu)               \
-  X (silu)
+  X (silu)               \
+  X (pad)
 
 #define DECLARE(name) extern const NnicOp nnic_op_##name;
 NNIC_OP_TABLE (DECLARE)

@@ -73,6 +73,24 @@ typedef struct {
                              * (ONNX count_include_pad=0; torch count_include_pad=False) */
 } NnicPool2dSpec;
 
+/* Pad (ONNX Pad; torch's ZeroPad2d, ConstantPad2d, ReflectionPad2d,
+ * ReplicationPad2d). */
+typedef enum {
+  NNIC_PAD_CONSTANT, /* `value` */
+  NNIC_PAD_REFLECT,  /* the input mirrored at its edges, the edge itself once */
+  NNIC_PAD_EDGE,     /* the edge value repeated (torch's replicate) */
+} NnicPadMode;
+
+typedef struct {
+  NnicPadMode mode;
+  double value;  /* NNIC_PAD_CONSTANT */
+  int ndim;      /* the input's per-sample rank: the batch is never padded */
+  /* ONNX's order without the batch axis: the begin of each axis, then the
+   * end of each (for [C, H, W]: C, top, left, C, bottom, right); a
+   * negative pad removes as many elements. */
+  int64_t pads[2 * (NNIC_MAX_DIMS - 1)];
+} NnicPadSpec;
+
 /* ---- building ---- */
 
 /* A model whose input is one C×H×W image per sample (or C features when
@@ -140,6 +158,8 @@ gboolean nnic_model_add_hardsigmoid (NnicModel *m, const char *name, const char 
  * approximation (approximate='tanh') when tanh_approx. */
 gboolean nnic_model_add_gelu (NnicModel *m, const char *name, const char *input,
                               gboolean tanh_approx, GError **error);
+gboolean nnic_model_add_pad (NnicModel *m, const char *name, const char *input,
+                             const NnicPadSpec *spec, GError **error);
 gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
 guint nnic_model_output_node (const NnicModel *m);
@@ -170,7 +190,8 @@ gboolean nnic_model_node_batchnorm_spec (const NnicModel *m, guint i, NnicBatchN
 gboolean nnic_model_node_pool2d_spec (const NnicModel *m, guint i, NnicPool2dSpec *spec);
 /* A scalar option of node i: "p" (Dropout), "axis" (Softmax), "min_val"
  * and "max_val" (Hardtanh), "out_h" and "out_w" (AdaptiveAvgPool2d), "alpha"
- * and "beta" (Hardsigmoid), "approximate" (GELU: 0 exact, 1 tanh).
+ * and "beta" (Hardsigmoid), "approximate" (GELU: 0 exact, 1 tanh), "mode"
+ * (an NnicPadMode) and "value" (Pad).
  * FALSE when the node has no such option. (Reshape's target is its output
  * shape: nnic_model_node_shape.) */
 gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key, double *value);
