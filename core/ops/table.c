@@ -30,7 +30,8 @@
   X (erf)                \
   X (gelu)               \
   X (silu)               \
-  X (pad)
+  X (pad)                \
+  X (reduce_mean)
 
 #define DECLARE(name) extern const NnicOp nnic_op_##name;
 NNIC_OP_TABLE (DECLARE)

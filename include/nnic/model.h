@@ -160,6 +160,13 @@ gboolean nnic_model_add_gelu (NnicModel *m, const char *name, const char *input,
                               gboolean tanh_approx, GError **error);
 gboolean nnic_model_add_pad (NnicModel *m, const char *name, const char *input,
                              const NnicPadSpec *spec, GError **error);
+/* The mean over `axes` of the sample (torch's x.mean(dims, keepdim), ONNX
+ * ReduceMean), counted as Softmax's axis (1 is the first per-sample
+ * dimension, negative from the end; the batch, 0, is refused); reduced
+ * axes stay as 1s when keepdims. */
+gboolean nnic_model_add_reduce_mean (NnicModel *m, const char *name, const char *input,
+                                     const int *axes, int n_axes, gboolean keepdims,
+                                     GError **error);
 gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
 guint nnic_model_output_node (const NnicModel *m);
@@ -191,7 +198,8 @@ gboolean nnic_model_node_pool2d_spec (const NnicModel *m, guint i, NnicPool2dSpe
 /* A scalar option of node i: "p" (Dropout), "axis" (Softmax), "min_val"
  * and "max_val" (Hardtanh), "out_h" and "out_w" (AdaptiveAvgPool2d), "alpha"
  * and "beta" (Hardsigmoid), "approximate" (GELU: 0 exact, 1 tanh), "mode"
- * (an NnicPadMode) and "value" (Pad).
+ * (an NnicPadMode) and "value" (Pad), "keepdims", "n_axes" and "axis0" ...
+ * (ReduceMean).
  * FALSE when the node has no such option. (Reshape's target is its output
  * shape: nnic_model_node_shape.) */
 gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key, double *value);
