@@ -385,13 +385,18 @@ scalar (NnicOnnxExporter *x, guint i, const char *suffix, float v)
   return nnic_onnx_export_constant_f32 (x, value_name (x, i, suffix), &v, 1, TRUE);
 }
 
-/* A node `op` (a, b) → NAME.OUT, or → NAME itself when out is NULL. */
+/* One node of a pattern, `op` (a, b), named and output NAME.OUT, or
+ * output NAME itself when out is NULL (the last). The first node of a
+ * pattern is named NAME (first): the import names the fused node after
+ * it. */
 static const char *
-binary (NnicOnnxExporter *x, guint i, const char *op, const char *out, const char *a,
-        const char *b)
+binary (NnicOnnxExporter *x, guint i, gboolean first, const char *op, const char *out,
+        const char *a, const char *b)
 {
-  const char *v = out ? value_name (x, i, out) : nnic_model_node_name (x->model, i);
-  Onnx__NodeProto *n = nnic_onnx_export_node (x, op, v, v);
+  const char *name = nnic_model_node_name (x->model, i);
+  const char *v = out ? value_name (x, i, out) : name;
+  const char *node = first ? name : out ? v : value_name (x, i, "out");
+  Onnx__NodeProto *n = nnic_onnx_export_node (x, op, node, v);
   nnic_onnx_export_add_input (x, n, a);
   if (b)
     nnic_onnx_export_add_input (x, n, b);
@@ -409,11 +414,11 @@ export_hardswish (NnicOnnxExporter *x, guint i, GError **error)
   }
   const char *in = nnic_onnx_export_input (x, i, 0);
   const char *hs = value_name (x, i, "hardsigmoid");
-  Onnx__NodeProto *n = nnic_onnx_export_node (x, "HardSigmoid", hs, hs);
+  Onnx__NodeProto *n = nnic_onnx_export_node (x, "HardSigmoid", nnic_model_node_name (x->model, i), hs);
   nnic_onnx_export_add_input (x, n, in);
   nnic_onnx_export_attr_float (x, n, "alpha", 1.0f / 6.0f);
   nnic_onnx_export_attr_float (x, n, "beta", 0.5f);
-  binary (x, i, "Mul", NULL, in, hs);
+  binary (x, i, FALSE, "Mul", NULL, in, hs);
   return TRUE;
 }
 
@@ -427,20 +432,22 @@ export_gelu (NnicOnnxExporter *x, guint i, GError **error)
   const char *one = scalar (x, i, "one", 1.0f), *half = scalar (x, i, "half", 0.5f);
   const char *t;
   if (NODE_SPEC (nnic_graph_node (x->model, i), UnarySpec)->tanh_approx) {
-    const char *sq = binary (x, i, "Mul", "square", in, in);
-    const char *cube = binary (x, i, "Mul", "cube", in, sq);
-    const char *c3 = binary (x, i, "Mul", "cube_scaled", scalar (x, i, "coef", GELU_C), cube);
-    const char *inner = binary (x, i, "Add", "inner", in, c3);
-    const char *arg = binary (x, i, "Mul", "tanh_in", scalar (x, i, "sqrt_2_over_pi", GELU_K),
-                              inner);
-    t = binary (x, i, "Tanh", "tanh", arg, NULL);
+    const char *sq = binary (x, i, TRUE, "Mul", "square", in, in);
+    const char *cube = binary (x, i, FALSE, "Mul", "cube", in, sq);
+    const char *c3 = binary (x, i, FALSE, "Mul", "cube_scaled", scalar (x, i, "coef", GELU_C),
+                             cube);
+    const char *inner = binary (x, i, FALSE, "Add", "inner", in, c3);
+    const char *arg = binary (x, i, FALSE, "Mul", "tanh_in",
+                              scalar (x, i, "sqrt_2_over_pi", GELU_K), inner);
+    t = binary (x, i, FALSE, "Tanh", "tanh", arg, NULL);
   } else {
-    const char *arg = binary (x, i, "Div", "erf_in", in, scalar (x, i, "sqrt2", (float) M_SQRT2));
-    t = binary (x, i, "Erf", "erf", arg, NULL);
+    const char *arg = binary (x, i, TRUE, "Div", "erf_in", in,
+                              scalar (x, i, "sqrt2", (float) M_SQRT2));
+    t = binary (x, i, FALSE, "Erf", "erf", arg, NULL);
   }
-  const char *cdf2 = binary (x, i, "Add", "one_plus", t, one);
-  const char *prod = binary (x, i, "Mul", "x_times", in, cdf2);
-  binary (x, i, "Mul", NULL, prod, half);
+  const char *cdf2 = binary (x, i, FALSE, "Add", "one_plus", t, one);
+  const char *prod = binary (x, i, FALSE, "Mul", "x_times", in, cdf2);
+  binary (x, i, FALSE, "Mul", NULL, prod, half);
   return TRUE;
 }
 
@@ -449,8 +456,8 @@ export_silu (NnicOnnxExporter *x, guint i, GError **error)
 {
   (void) error;
   const char *in = nnic_onnx_export_input (x, i, 0);
-  const char *s = binary (x, i, "Sigmoid", "sigmoid", in, NULL);
-  binary (x, i, "Mul", NULL, in, s);
+  const char *s = binary (x, i, TRUE, "Sigmoid", "sigmoid", in, NULL);
+  binary (x, i, FALSE, "Mul", NULL, in, s);
   return TRUE;
 }
 
