@@ -70,8 +70,10 @@ struct _NnicOp {
   int (*input_groups) (const NnicNode *node);
   /* The output is on the input's quantization grid when the input is
    * (ReLU, max pooling, reshapes): a quantized output before it carries
-   * over to the next layer's input in integer inference. */
+   * over to the next layer's input in integer inference. `grid_rule`,
+   * when set, says it per node (Pad: not with a nonzero constant). */
   gboolean keeps_grid;
+  gboolean (*grid_rule) (const NnicNode *node);
 
   /* ONNX: the op types imported by onnx_import (NULL-terminated), and the
    * export of a node of this op. */
@@ -168,6 +170,9 @@ struct _NnicModel {
   GArray *prof_fwd, *prof_bwd; /* double seconds per node */
 };
 
+/* A model whose input has the per-sample shape `shape` (ndim from 1 to
+ * NNIC_MAX_DIMS - 1: the batch makes one more). */
+NnicModel *nnic_graph_new (int ndim, const int64_t *shape);
 /* The node at index i (no bounds check: internal callers know it). */
 static inline NnicNode *
 nnic_graph_node (const NnicModel *m, guint i)
@@ -230,6 +235,13 @@ static inline NnicChannelRule
 nnic_node_channels (const NnicNode *n)
 {
   return n->op->channel_rule ? n->op->channel_rule (n) : n->op->channels;
+}
+
+/* Whether node n's output stays on its input's quantization grid. */
+static inline gboolean
+nnic_node_keeps_grid (const NnicNode *n)
+{
+  return n->op->grid_rule ? n->op->grid_rule (n) : n->op->keeps_grid;
 }
 
 /* The ops named outside their own file: the graph's input, and the

@@ -79,8 +79,8 @@ check_ops_known (NnicOnnxImport *ctx, GError **error)
     const Onnx__NodeProto *node = ctx->graph->node[i];
     const char *op = node->op_type ? node->op_type : "";
     const gboolean foreign = !is_default_domain (node->domain);
-    if ((!foreign && op_known (op)) || !*op)
-      continue;
+    if ((!foreign && op_known (op)) || !*op || ctx->absorbed[i] || ctx->fusion[i].op)
+      continue; /* a fused pattern's nodes need not be ops of their own */
     g_autofree char *key = foreign ? g_strdup_printf ("%s (domain %s)", op, node->domain)
                                    : g_strdup (op);
     if (g_hash_table_contains (seen, key))
@@ -259,22 +259,25 @@ create_model (NnicOnnxImport *ctx, GError **error)
                  nnic_onnx_dtype_name (tt->has_elem_type ? tt->elem_type : 0));
     return FALSE;
   }
-  if (!tt->shape || (tt->shape->n_dim != 4 && tt->shape->n_dim != 2)) {
+  if (!tt->shape || tt->shape->n_dim < 2 || tt->shape->n_dim > NNIC_MAX_DIMS) {
     g_autofree char *what = tt->shape ? g_strdup_printf ("rank %zu", tt->shape->n_dim)
                                       : g_strdup ("no shape");
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
-                 "%s: the graph input '%s' has %s; nnic models take [N, C, H, W] or [N, features]",
-                 ctx->source, in->name, what);
+                 "%s: the graph input '%s' has %s; nnic models take a batch dimension and 1 to "
+                 "%d more ([N, C, H, W], [N, features], [N, tokens, features], ...)",
+                 ctx->source, in->name, what, NNIC_MAX_DIMS - 1);
     return FALSE;
   }
-  int64_t dims[4];
+  int64_t dims[NNIC_MAX_DIMS];
   for (size_t d = 0; d < tt->shape->n_dim; d++) {
     const Onnx__TensorShapeProto__Dimension *dim = tt->shape->dim[d];
     gboolean known = dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
     dims[d] = known ? dim->dim_value : -1;
     if (d == 0) {
       if (known && dim->dim_value <= 0) {
-        g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT,
+        /* 0 is an empty tensor, valid ONNX that nnic does not run */
+        g_set_error (error, NNIC_ERROR,
+                     dim->dim_value == 0 ? NNIC_ERROR_UNSUPPORTED : NNIC_ERROR_FORMAT,
                      "%s: the graph input '%s' has batch size %" G_GINT64_FORMAT, ctx->source,
                      in->name, dim->dim_value);
         return FALSE;
@@ -298,8 +301,7 @@ create_model (NnicOnnxImport *ctx, GError **error)
     }
   }
   ctx->batch = dims[0];
-  ctx->m = tt->shape->n_dim == 4 ? nnic_model_new ((int) dims[1], (int) dims[2], (int) dims[3])
-                                 : nnic_model_new_flat ((int) dims[1]);
+  ctx->m = nnic_graph_new ((int) tt->shape->n_dim - 1, dims + 1);
   nnic_onnx_value_add_node (ctx, in->name, "input");
   return TRUE;
 }
@@ -423,7 +425,7 @@ convert_node (NnicOnnxImport *ctx, guint i, GError **error)
   } else if (!strcmp (op, "QuantizeLinear") || !strcmp (op, "DequantizeLinear")) {
     ok = refuse_qdq (ctx, node, error);
   } else {
-    const NnicOp *nop = nnic_op_for_onnx (op);
+    const NnicOp *nop = ctx->fusion[i].op ? ctx->fusion[i].op : nnic_op_for_onnx (op);
     if (!nop) {
       g_autofree char *known = nnic_onnx_supported_ops ();
       nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
@@ -491,6 +493,8 @@ import (const char *source, const char *base_dir, NnicOnnxProto *proto,
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT, "%s: the model has no graph", source);
     ok = FALSE;
   }
+  if (ok)
+    nnic_onnx_plan_fusions (&ctx);
   ok = ok && check_ops_known (&ctx, error) && add_initializers (&ctx, error) && bind_constants (&ctx, options, error) &&
        create_model (&ctx, error) && nnic_onnx_plan (&ctx, error);
   if (ok) {
@@ -516,6 +520,7 @@ import (const char *source, const char *base_dir, NnicOnnxProto *proto,
   g_free (ctx.names);
   g_free (ctx.emits);
   g_free (ctx.absorbed);
+  g_free (ctx.fusion);
   g_free (ctx.fused_add);
   if (ctx.use_counts)
     g_hash_table_destroy (ctx.use_counts);

@@ -22,7 +22,16 @@
   X (concat)             \
   X (softmax)            \
   X (reshape)            \
-  X (hardtanh)
+  X (hardtanh)           \
+  X (sigmoid)            \
+  X (hardsigmoid)        \
+  X (hardswish)          \
+  X (tanh)               \
+  X (erf)                \
+  X (gelu)               \
+  X (silu)               \
+  X (pad)                \
+  X (reduce_mean)
 
 #define DECLARE(name) extern const NnicOp nnic_op_##name;
 NNIC_OP_TABLE (DECLARE)

@@ -74,6 +74,24 @@ typedef struct {
                              * (ONNX count_include_pad=0; torch count_include_pad=False) */
 } NnicPool2dSpec;
 
+/* Pad (ONNX Pad; torch's ZeroPad2d, ConstantPad2d, ReflectionPad2d,
+ * ReplicationPad2d). */
+typedef enum {
+  NNIC_PAD_CONSTANT, /* `value` */
+  NNIC_PAD_REFLECT,  /* the input mirrored at its edges, the edge itself once */
+  NNIC_PAD_EDGE,     /* the edge value repeated (torch's replicate) */
+} NnicPadMode;
+
+typedef struct {
+  NnicPadMode mode;
+  double value;  /* NNIC_PAD_CONSTANT */
+  int ndim;      /* the input's per-sample rank: the batch is never padded */
+  /* ONNX's order without the batch axis: the begin of each axis, then the
+   * end of each (for [C, H, W]: C, top, left, C, bottom, right); a
+   * negative pad removes as many elements. */
+  int64_t pads[2 * (NNIC_MAX_DIMS - 1)];
+} NnicPadSpec;
+
 /* ---- building ---- */
 
 /* A model whose input is one C×H×W image per sample (or C features when
@@ -129,6 +147,31 @@ NNIC_API gboolean nnic_model_add_reshape (NnicModel *m, const char *name, const 
  * gradient passes where min_val < x < max_val. */
 NNIC_API gboolean nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *input,
                                            double min_val, double max_val, GError **error);
+/* Elementwise activations as torch defines them: nn.Sigmoid, nn.Tanh,
+ * torch.erf, nn.Hardswish (x * relu6(x + 3) / 6), nn.SiLU (x * sigmoid(x)). */
+NNIC_API gboolean nnic_model_add_sigmoid (NnicModel *m, const char *name, const char *input, GError **error);
+NNIC_API gboolean nnic_model_add_tanh (NnicModel *m, const char *name, const char *input, GError **error);
+NNIC_API gboolean nnic_model_add_erf (NnicModel *m, const char *name, const char *input, GError **error);
+NNIC_API gboolean nnic_model_add_hardswish (NnicModel *m, const char *name, const char *input,
+                                            GError **error);
+NNIC_API gboolean nnic_model_add_silu (NnicModel *m, const char *name, const char *input, GError **error);
+/* clamp(alpha * x + beta, 0, 1) (ONNX HardSigmoid); nn.Hardsigmoid is
+ * alpha = 1/6, beta = 0.5. */
+NNIC_API gboolean nnic_model_add_hardsigmoid (NnicModel *m, const char *name, const char *input,
+                                              double alpha, double beta, GError **error);
+/* nn.GELU: x * Phi(x) with the normal CDF Phi from erf, or its tanh
+ * approximation (approximate='tanh') when tanh_approx. */
+NNIC_API gboolean nnic_model_add_gelu (NnicModel *m, const char *name, const char *input,
+                                       gboolean tanh_approx, GError **error);
+NNIC_API gboolean nnic_model_add_pad (NnicModel *m, const char *name, const char *input,
+                                      const NnicPadSpec *spec, GError **error);
+/* The mean over `axes` of the sample (torch's x.mean(dims, keepdim), ONNX
+ * ReduceMean), counted as Softmax's axis (1 is the first per-sample
+ * dimension, negative from the end; the batch, 0, is refused); reduced
+ * axes stay as 1s when keepdims. */
+NNIC_API gboolean nnic_model_add_reduce_mean (NnicModel *m, const char *name, const char *input,
+                                              const int *axes, int n_axes, gboolean keepdims,
+                                              GError **error);
 NNIC_API gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
 NNIC_API guint nnic_model_output_node (const NnicModel *m);
@@ -160,7 +203,10 @@ NNIC_API gboolean nnic_model_node_batchnorm_spec (const NnicModel *m, guint i,
                                                   NnicBatchNormSpec *spec);
 NNIC_API gboolean nnic_model_node_pool2d_spec (const NnicModel *m, guint i, NnicPool2dSpec *spec);
 /* A scalar option of node i: "p" (Dropout), "axis" (Softmax), "min_val"
- * and "max_val" (Hardtanh), "out_h" and "out_w" (AdaptiveAvgPool2d).
+ * and "max_val" (Hardtanh), "out_h" and "out_w" (AdaptiveAvgPool2d), "alpha"
+ * and "beta" (Hardsigmoid), "approximate" (GELU: 0 exact, 1 tanh), "mode"
+ * (an NnicPadMode) and "value" (Pad), "keepdims", "n_axes" and "axis0" ...
+ * (ReduceMean).
  * FALSE when the node has no such option. (Reshape's target is its output
  * shape: nnic_model_node_shape.) */
 NNIC_API gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key,

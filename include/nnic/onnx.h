@@ -4,12 +4,18 @@
  * from Debian's onnx.proto) into an nnic model with its weights. Ops:
  * Conv, Gemm, MatMul (constant right operand), Add, Relu, Clip, MaxPool,
  * AveragePool, GlobalAveragePool, BatchNormalization, Flatten, Reshape
- * (constant shape), Concat, Dropout, Identity, Softmax; opsets 11 to 17.
+ * (constant shape), Concat, Dropout, Identity, Softmax, Sigmoid,
+ * HardSigmoid, HardSwish, Tanh, Erf, Pad (constant pads; constant,
+ * reflect, edge), ReduceMean (not over the batch); opsets 11 to 17. The
+ * graph input is [N, ...] of rank 2 to 8.
  * BatchNormalization on [N, C, H, W] (BatchNorm2d) and [N, C]
  * (BatchNorm1d). Weight-only QDQ: DequantizeLinear (and QuantizeLinear) of
  * constants fold to float weights, per tensor or per axis; quantized
  * activations are refused. A MatMul followed by an Add of a constant is one
- * Linear; functional ops inside a module are named `module.op`
+ * Linear; torch's GELU (Div, Erf, Add, Mul, Mul, or the tanh form), SiLU
+ * (Sigmoid, Mul) and opset-13 Hardswish (HardSigmoid, Mul) are one node
+ * each when nothing else reads their inner values; a Pad of zeros is no
+ * node; functional ops inside a module are named `module.op`
  * (`layer1.0.add`).
  *
  * Names: where the file came from torch.onnx.export, nodes take the
