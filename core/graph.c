@@ -39,8 +39,8 @@ nnic_node_free (NnicNode *n)
   g_free (n);
 }
 
-static NnicModel *
-model_new_with_input (int ndim, const int64_t *shape)
+NnicModel *
+nnic_graph_new (int ndim, const int64_t *shape)
 {
   NnicModel *m = g_new0 (NnicModel, 1);
   m->nodes = g_ptr_array_new_with_free_func ((GDestroyNotify) nnic_node_free);
@@ -62,24 +62,17 @@ model_new_with_input (int ndim, const int64_t *shape)
 }
 
 NnicModel *
-nnic_graph_new (int ndim, const int64_t *shape)
-{
-  g_return_val_if_fail (ndim >= 1 && ndim < NNIC_MAX_DIMS, NULL);
-  return model_new_with_input (ndim, shape);
-}
-
-NnicModel *
 nnic_model_new (int channels, int height, int width)
 {
   int64_t shape[3] = { channels, height, width };
-  return model_new_with_input (3, shape);
+  return nnic_graph_new (3, shape);
 }
 
 NnicModel *
 nnic_model_new_flat (int features)
 {
   int64_t shape[1] = { features };
-  return model_new_with_input (1, shape);
+  return nnic_graph_new (1, shape);
 }
 
 void

@@ -80,8 +80,10 @@ struct _NnicOp {
   int (*input_groups) (const NnicNode *node);
   /* The output is on the input's quantization grid when the input is
    * (ReLU, max pooling, reshapes): a quantized output before it carries
-   * over to the next layer's input in integer inference. */
+   * over to the next layer's input in integer inference. `grid_rule`,
+   * when set, says it per node (Pad: not with a nonzero constant). */
   gboolean keeps_grid;
+  gboolean (*grid_rule) (const NnicNode *node);
 
   /* ONNX: the op types imported by onnx_import (NULL-terminated), and the
    * export of a node of this op. */
@@ -179,6 +181,9 @@ struct _NnicModel {
   GArray *prof_fwd, *prof_bwd; /* double seconds per node */
 };
 
+/* A model whose input has the per-sample shape `shape` (ndim from 1 to
+ * NNIC_MAX_DIMS - 1: the batch makes one more). */
+NnicModel *nnic_graph_new (int ndim, const int64_t *shape);
 /* The node at index i (no bounds check: internal callers know it). */
 static inline NnicNode *
 nnic_graph_node (const NnicModel *m, guint i)
@@ -186,9 +191,6 @@ nnic_graph_node (const NnicModel *m, guint i)
   return g_ptr_array_index (m->nodes, i);
 }
 NnicNode *nnic_model_node (NnicModel *m, guint i);
-/* A model whose input has any per-sample shape (1 to NNIC_MAX_DIMS - 1
- * dimensions): ONNX graphs whose input is not an image or a vector. */
-NnicModel *nnic_graph_new (int ndim, const int64_t *shape);
 /* Frees a node and what it owns (graph.c). */
 void nnic_node_free (NnicNode *n);
 /* ", did you mean ..." for a node name that is not in the model. */
@@ -244,6 +246,13 @@ static inline NnicChannelRule
 nnic_node_channels (const NnicNode *n)
 {
   return n->op->channel_rule ? n->op->channel_rule (n) : n->op->channels;
+}
+
+/* Whether node n's output stays on its input's quantization grid. */
+static inline gboolean
+nnic_node_keeps_grid (const NnicNode *n)
+{
+  return n->op->grid_rule ? n->op->grid_rule (n) : n->op->keeps_grid;
 }
 
 /* The ops named outside their own file: the graph's input, and the

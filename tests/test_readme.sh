@@ -13,15 +13,20 @@ blocks=("$tmp"/block*.c)
 # anything else a fragment, compiled as the body of a function that has
 # `model`, `opt` and `err` at hand.
 export PKG_CONFIG_PATH="$build/meson-uninstalled"
+# The uninstalled nnic.pc also has -I for core/ (meson adds the library's
+# own directory); like a program built against the installed nnic, the
+# blocks see include/ only.
+cflags=$(pkg-config --cflags nnic | tr ' ' '\n' | grep -v -e '^-I.*/core$' | tr '\n' ' ')
+libs=$(pkg-config --libs nnic)
 for f in "${blocks[@]}"; do
   flags=(-std=c11 -Wall -Wextra -Werror ${NNIC_SANITIZE_FLAGS:-})
   if grep -q '^main (' "$f"; then
-    # shellcheck disable=SC2046
-    cc "${flags[@]}" "$f" -o "${f%.c}" $(pkg-config --cflags --libs nnic) -Wl,-rpath,"$build/core"
+    # shellcheck disable=SC2086
+    cc "${flags[@]}" "$f" -o "${f%.c}" $cflags $libs -Wl,-rpath,"$build/core"
     echo "ok   $(basename "$f"): a program, compiles and links"
   elif grep -q 'NNIC_PLUGIN_DEFINE' "$f"; then
-    # shellcheck disable=SC2046
-    cc "${flags[@]}" -shared -fPIC "$f" -o "${f%.c}.so" $(pkg-config --cflags --libs nnic)
+    # shellcheck disable=SC2086
+    cc "${flags[@]}" -shared -fPIC "$f" -o "${f%.c}.so" $cflags $libs
     echo "ok   $(basename "$f"): a plugin, compiles"
   else
     { echo '#include <nnic/nnic.h>'
@@ -30,8 +35,8 @@ for f in "${blocks[@]}"; do
       echo 'g_autoptr (GError) err = NULL;'
       cat "$f"
       echo '}'; } > "${f%.c}_fragment.c"
-    # shellcheck disable=SC2046
-    cc "${flags[@]}" -c "${f%.c}_fragment.c" -o "${f%.c}.o" $(pkg-config --cflags nnic)
+    # shellcheck disable=SC2086
+    cc "${flags[@]}" -c "${f%.c}_fragment.c" -o "${f%.c}.o" $cflags
     echo "ok   $(basename "$f"): a fragment, compiles"
   fi
 done

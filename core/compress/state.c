@@ -70,21 +70,3 @@ nnic_compressor_restore_state (NnicCompressor *c, const NnicCompressorState *s, 
     }
   return TRUE;
 }
-
-void
-nnic_compressor_apply_masks (NnicCompressor *c)
-{
-  for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++)
-    nnic_wrapper_apply_masks (nnic_compressor_wrapper (c, i));
-}
-
-int64_t
-nnic_wrapper_pruned_count (const NnicWrapper *w)
-{
-  if (!w->weight_mask)
-    return 0;
-  int64_t zeros = 0;
-  for (int64_t i = 0; i < w->weight_mask->numel; i++)
-    zeros += w->weight_mask->u8[i] == 0;
-  return zeros;
-}

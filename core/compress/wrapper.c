@@ -376,32 +376,13 @@ nnic_wrapper_quant_bits (const NnicWrapper *w, NnicQuantType type)
   return nnic_config_entry_quant_bits (w->config, type);
 }
 
-gboolean
-nnic_compressor_check_quant_types (NnicCompressor *c, guint allowed, GError **error)
+int64_t
+nnic_wrapper_pruned_count (const NnicWrapper *w)
 {
-  static const struct {
-    NnicQuantType type;
-    const char *name;
-  } kinds[] = { { NNIC_QUANT_WEIGHT, "weight" }, { NNIC_QUANT_INPUT, "input" }, { NNIC_QUANT_OUTPUT, "output" } };
-  for (guint i = 0; i < nnic_compressor_n_config_entries (c); i++) {
-    JsonNode *types = json_object_get_member (nnic_compressor_config_entry (c, i), "quant_types");
-    JsonArray *a = types && JSON_NODE_HOLDS_ARRAY (types) ? json_node_get_array (types) : NULL;
-    for (guint j = 0; a && j < json_array_get_length (a); j++) {
-      const char *t = json_array_get_string_element (a, j);
-      gboolean ok = FALSE;
-      for (guint k = 0; k < G_N_ELEMENTS (kinds); k++)
-        ok |= (allowed & kinds[k].type) && !g_strcmp0 (t, kinds[k].name);
-      if (ok)
-        continue;
-      g_autoptr (GString) valid = g_string_new (NULL);
-      for (guint k = 0; k < G_N_ELEMENTS (kinds); k++)
-        if (allowed & kinds[k].type)
-          g_string_append_printf (valid, "%s%s", valid->len ? ", " : "", kinds[k].name);
-      g_set_error (error, NNIC_ERROR, NNIC_ERROR_CONFIG,
-                   "config_list[%u].quant_types[%u]: '%s' is not supported (valid: %s)", i, j, t ? t : "?",
-                   valid->str);
-      return FALSE;
-    }
-  }
-  return TRUE;
+  if (!w->weight_mask)
+    return 0;
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < w->weight_mask->numel; i++)
+    zeros += w->weight_mask->u8[i] == 0;
+  return zeros;
 }

@@ -240,6 +240,22 @@ nnic_onnx_added (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *n
 }
 
 gboolean
+nnic_onnx_fused (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, gboolean ok,
+                 GError **error)
+{
+  if (!ok) {
+    nnic_onnx_node_prefix (ctx, node, error);
+    return FALSE;
+  }
+  const NnicOnnxFusion *f = &ctx->fusion[ctx->node_index];
+  for (int k = 0; k < f->n_members; k++)
+    nnic_onnx_inputs_done (ctx, ctx->graph->node[f->members[k]]);
+  const Onnx__NodeProto *last = f->n_members ? ctx->graph->node[f->members[f->n_members - 1]] : node;
+  nnic_onnx_set_output (ctx, last, 0, name);
+  return TRUE;
+}
+
+gboolean
 nnic_onnx_extra_outputs_unused (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
                                 size_t first_extra, GError **error)
 {

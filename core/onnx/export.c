@@ -154,6 +154,15 @@ nnic_onnx_export_attr_float (NnicOnnxExporter *x, Onnx__NodeProto *n, const char
 }
 
 void
+nnic_onnx_export_attr_string (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *name, const char *v)
+{
+  Onnx__AttributeProto *a = new_attribute (x, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+  a->has_s = TRUE;
+  a->s.len = strlen (v);
+  a->s.data = (uint8_t *) nnic_onnx_export_keep (x, g_strdup (v));
+}
+
+void
 nnic_onnx_export_attr_ints (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *name, const int64_t *v, size_t count)
 {
   Onnx__AttributeProto *a = new_attribute (x, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);

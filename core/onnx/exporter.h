@@ -39,6 +39,8 @@ void nnic_onnx_export_attr_int (NnicOnnxExporter *x, Onnx__NodeProto *n, const c
                                 int64_t v);
 void nnic_onnx_export_attr_float (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *name,
                                   float v);
+void nnic_onnx_export_attr_string (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *name,
+                                   const char *v);
 void nnic_onnx_export_attr_ints (NnicOnnxExporter *x, Onnx__NodeProto *n, const char *name,
                                  const int64_t *v, size_t count);
 /* kernel_shape, strides and pads (top, left, bottom, right). */

@@ -85,8 +85,8 @@ check_ops_known (NnicOnnxImport *ctx, GError **error)
     const Onnx__NodeProto *node = ctx->graph->node[i];
     const char *op = node->op_type ? node->op_type : "";
     const gboolean foreign = !is_default_domain (node->domain);
-    if ((!foreign && op_known (op)) || !*op)
-      continue;
+    if ((!foreign && op_known (op)) || !*op || ctx->absorbed[i] || ctx->fusion[i].op)
+      continue; /* a fused pattern's nodes need not be ops of their own */
     g_autofree char *key = foreign ? g_strdup_printf ("%s (domain %s)", op, node->domain)
                                    : g_strdup (op);
     if (g_hash_table_contains (seen, key))
@@ -269,8 +269,8 @@ create_model (NnicOnnxImport *ctx, GError **error)
     g_autofree char *what = tt->shape ? g_strdup_printf ("rank %zu", tt->shape->n_dim)
                                       : g_strdup ("no shape");
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
-                 "%s: the graph input '%s' has %s; nnic models take [N, ...] with 1 to %d "
-                 "dimensions per sample ([N, C, H, W] for images, [N, features] for vectors)",
+                 "%s: the graph input '%s' has %s; nnic models take a batch dimension and 1 to "
+                 "%d more ([N, C, H, W], [N, features], [N, tokens, features], ...)",
                  ctx->source, in->name, what, NNIC_MAX_DIMS - 1);
     return FALSE;
   }
@@ -281,8 +281,9 @@ create_model (NnicOnnxImport *ctx, GError **error)
     dims[d] = known ? dim->dim_value : -1;
     if (d == 0) {
       if (known && dim->dim_value <= 0) {
-        /* an empty batch is valid ONNX, but nothing nnic can run */
-        g_set_error (error, NNIC_ERROR, dim->dim_value ? NNIC_ERROR_FORMAT : NNIC_ERROR_UNSUPPORTED,
+        /* 0 is an empty tensor, valid ONNX that nnic does not run */
+        g_set_error (error, NNIC_ERROR,
+                     dim->dim_value == 0 ? NNIC_ERROR_UNSUPPORTED : NNIC_ERROR_FORMAT,
                      "%s: the graph input '%s' has batch size %" G_GINT64_FORMAT, ctx->source,
                      in->name, dim->dim_value);
         return FALSE;
@@ -481,7 +482,7 @@ convert_node (NnicOnnxImport *ctx, guint i, GError **error)
     return TRUE; /* Identity of a constant is no use of it: see plan.c */
   }
   gboolean ok;
-  const NnicOp *nop = nnic_op_for_onnx (op);
+  const NnicOp *nop = ctx->fusion[i].op ? ctx->fusion[i].op : nnic_op_for_onnx (op);
   if (!ctx->emits[i]) {
     ok = nnic_onnx_fold (ctx, node, error);
   } else if (!strcmp (op, "QuantizeLinear") || !strcmp (op, "DequantizeLinear")) {
@@ -503,8 +504,14 @@ convert_node (NnicOnnxImport *ctx, guint i, GError **error)
     if (!merged_inputs (ctx, node, nop, &merged, error))
       return FALSE;
     ok = nop->onnx_import (ctx, node, ctx->names[i], error);
-    for (size_t k = 0; ok && merged > 0 && nop->onnx_merged == NNIC_ONNX_MERGED_KEEP && k < node->n_output; k++)
-      nnic_onnx_set_merged (ctx, node, k, TRUE);
+    if (ok && merged > 0 && nop->onnx_merged == NNIC_ONNX_MERGED_KEEP) {
+      /* elementwise: the outputs (a fused pattern's: its last node's) are
+       * laid out as the inputs are */
+      const NnicOnnxFusion *f = &ctx->fusion[i];
+      const Onnx__NodeProto *last = f->op && f->n_members ? ctx->graph->node[f->members[f->n_members - 1]] : node;
+      for (size_t k = 0; k < last->n_output; k++)
+        nnic_onnx_set_merged (ctx, last, k, TRUE);
+    }
   }
   if (ok)
     nnic_onnx_inputs_done (ctx, node);
@@ -574,6 +581,8 @@ import (const char *source, const char *base_dir, NnicOnnxProto *proto,
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT, "%s: the model has no graph", source);
     ok = FALSE;
   }
+  if (ok)
+    nnic_onnx_plan_fusions (&ctx);
   ok = ok && check_ops_known (&ctx, error) && add_initializers (&ctx, error) && bind_constants (&ctx, options, error) &&
        create_model (&ctx, error) && nnic_onnx_plan (&ctx, error);
   if (ok) {
@@ -599,6 +608,7 @@ import (const char *source, const char *base_dir, NnicOnnxProto *proto,
   g_free (ctx.names);
   g_free (ctx.emits);
   g_free (ctx.absorbed);
+  g_free (ctx.fusion);
   g_free (ctx.fused_add);
   if (ctx.use_counts)
     g_hash_table_destroy (ctx.use_counts);

@@ -95,6 +95,18 @@ typedef struct {
 
 /* ---- one import ---- */
 
+/* A pattern of ONNX nodes that becomes one nnic node (plan.c): torch's
+ * GELU (Div-Erf-Add-Mul-Mul, or its tanh form), SiLU (Sigmoid-Mul) and
+ * Hardswish before opset 14 (HardSigmoid-Mul). */
+#define NNIC_ONNX_FUSION_MAX 12
+typedef struct {
+  const NnicOp *op;    /* its onnx_import converts the pattern, called on the first node */
+  const char *input;   /* the value the pattern computes from */
+  int variant;         /* the op's: GELU 1 for the tanh approximation */
+  int n_members;       /* the nodes after the first, absorbed; the last one's output is the pattern's */
+  int members[NNIC_ONNX_FUSION_MAX];
+} NnicOnnxFusion;
+
 struct _NnicOnnxImport {
   const char *source;         /* names the file in messages */
   char *base_dir;             /* external data is relative to it; NULL for buffers */
@@ -108,7 +120,8 @@ struct _NnicOnnxImport {
   /* from plan.c, per ONNX node */
   gboolean *emits;            /* becomes an nnic node */
   int *fused_add;             /* MatMul: the index of the Add folded into it as a bias, or -1 */
-  gboolean *absorbed;         /* converted as part of another node (a fused Add) */
+  gboolean *absorbed;         /* converted as part of another node (a fused Add or pattern) */
+  NnicOnnxFusion *fusion;     /* per node: the pattern it starts (op NULL: none) */
   GHashTable *use_counts;     /* constant's name → number of uses (through Identity) */
   GHashTable *consts;         /* the names of every constant value, known before conversion */
   GHashTable *consumed;       /* value names some node reads or the graph outputs */
@@ -230,6 +243,10 @@ void nnic_onnx_inputs_done (NnicOnnxImport *ctx, const Onnx__NodeProto *node);
 
 /* ---- plan.c ---- */
 
+/* The fused patterns (ctx->fusion, ctx->absorbed), from the graph alone:
+ * run before the ops are checked, so that a pattern's Div or Mul need not
+ * be an op nnic imports on its own. */
+void nnic_onnx_plan_fusions (NnicOnnxImport *ctx);
 /* Which nodes emit nnic nodes, which values are constants, which Adds fold
  * into MatMuls, how often each constant is used. Needs the constant names
  * (initializers and bound inputs) in ctx->values. */
@@ -318,6 +335,12 @@ void nnic_onnx_set_output (NnicOnnxImport *ctx, const Onnx__NodeProto *node, siz
 /* After an nnic_model_add_*() call for `node`: on success its first output
  * is the nnic node `name`; on failure the error gets the node's prefix. */
 gboolean nnic_onnx_added (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name,
+                          gboolean ok, GError **error);
+/* After the nnic node of a fused pattern (ctx->fusion) starting at `node`
+ * was added: on success the pattern's output is the nnic node `name` and
+ * the absorbed nodes' constants are used; on failure the error gets the
+ * node's prefix. */
+gboolean nnic_onnx_fused (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name,
                           gboolean ok, GError **error);
 /* Outputs past the first must be unused (BatchNormalization's training
  * statistics, MaxPool's indices, Dropout's mask): UNSUPPORTED otherwise. */

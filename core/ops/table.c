@@ -23,6 +23,15 @@
   X (softmax)            \
   X (reshape)            \
   X (hardtanh)           \
+  X (sigmoid)            \
+  X (hardsigmoid)        \
+  X (hardswish)          \
+  X (tanh)               \
+  X (erf)                \
+  X (gelu)               \
+  X (silu)               \
+  X (pad)                \
+  X (reduce_mean)        \
   X (slice)              \
   X (gather)
 

@@ -710,7 +710,7 @@ static const NnicOp nnic_op_qlinear = {
 static gboolean
 keeps_grid (const NnicNode *n)
 {
-  return n->op->keeps_grid && n->n_inputs == 1;
+  return nnic_node_keeps_grid (n) && n->n_inputs == 1;
 }
 
 static NnicNode *

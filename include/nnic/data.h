@@ -7,6 +7,7 @@
 #pragma once
 
 #include <glib.h>
+#include <nnic/export.h>
 #include <nnic/tensor.h>
 
 G_BEGIN_DECLS
@@ -17,47 +18,48 @@ typedef struct {
   int n_classes;
 } NnicDataset;
 
-void nnic_dataset_free (NnicDataset *d);
+NNIC_API void nnic_dataset_free (NnicDataset *d);
 
 /* IDX files (the MNIST family), raw or gzip (detected from the content).
  * Pixels are scaled to [0, 1] then normalised: (x - mean) / std. */
-NnicDataset *nnic_dataset_load_idx (const char *images_path, const char *labels_path,
-                                    float mean, float std, GError **error);
+NNIC_API NnicDataset *nnic_dataset_load_idx (const char *images_path, const char *labels_path,
+                                             float mean, float std, GError **error);
 /* A named data set: "fashion-mnist" (Debian's dataset-fashion-mnist,
  * normalised with mean 0.2860 and std 0.3530). `dir` overrides where the
  * files are looked for (NULL: $NNIC_DATA_DIR, then the Debian location). */
-NnicDataset *nnic_dataset_load_named (const char *name, gboolean train, const char *dir,
-                                      GError **error);
+NNIC_API NnicDataset *nnic_dataset_load_named (const char *name, gboolean train, const char *dir,
+                                               GError **error);
 /* From .npy files: inputs [N, ...] float32, labels [N] int64. */
-NnicDataset *nnic_dataset_load_npy (const char *inputs_path, const char *labels_path,
-                                    GError **error);
+NNIC_API NnicDataset *nnic_dataset_load_npy (const char *inputs_path, const char *labels_path,
+                                             GError **error);
 /* The first n samples (a view that copies; for quick runs and tests). */
-NnicDataset *nnic_dataset_head (const NnicDataset *d, int64_t n, GError **error);
+NNIC_API NnicDataset *nnic_dataset_head (const NnicDataset *d, int64_t n, GError **error);
 
 /* Batches over a data set. */
 typedef struct _NnicLoader NnicLoader;
 
 /* shuffle: a fresh permutation each epoch, derived from (seed, epoch).
  * The data set must outlive the loader. */
-NnicLoader *nnic_loader_new (const NnicDataset *d, int batch_size, gboolean shuffle,
-                             guint64 seed, GError **error);
-void nnic_loader_free (NnicLoader *l);
+NNIC_API NnicLoader *nnic_loader_new (const NnicDataset *d, int batch_size, gboolean shuffle,
+                                      guint64 seed, GError **error);
+NNIC_API void nnic_loader_free (NnicLoader *l);
 /* Starts epoch `epoch` (0-based): resets the position and reshuffles. */
-void nnic_loader_start_epoch (NnicLoader *l, guint epoch);
+NNIC_API void nnic_loader_start_epoch (NnicLoader *l, guint epoch);
 /* Fills the next batch (the last one may be smaller); FALSE at the end of
  * the epoch. The tensors belong to the loader until the next call. */
-gboolean nnic_loader_next (NnicLoader *l, const NnicTensor **images, const NnicTensor **labels);
-guint nnic_loader_n_batches (const NnicLoader *l);
+NNIC_API gboolean nnic_loader_next (NnicLoader *l, const NnicTensor **images,
+                                    const NnicTensor **labels);
+NNIC_API guint nnic_loader_n_batches (const NnicLoader *l);
 
 /* A small, fast, seedable generator (splitmix64-seeded xoshiro256**), so
  * results do not depend on the C library or GLib version. */
 typedef struct { guint64 s[4]; } NnicRng;
-void nnic_rng_seed (NnicRng *r, guint64 seed);
-guint64 nnic_rng_next (NnicRng *r);
+NNIC_API void nnic_rng_seed (NnicRng *r, guint64 seed);
+NNIC_API guint64 nnic_rng_next (NnicRng *r);
 /* Uniform in [0, 1). */
-double nnic_rng_uniform (NnicRng *r);
+NNIC_API double nnic_rng_uniform (NnicRng *r);
 /* Uniform integer in [0, n). */
-guint64 nnic_rng_below (NnicRng *r, guint64 n);
+NNIC_API guint64 nnic_rng_below (NnicRng *r, guint64 n);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicDataset, nnic_dataset_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicLoader, nnic_loader_free)

@@ -7,11 +7,12 @@
 #pragma once
 
 #include <glib.h>
+#include <nnic/export.h>
 
 G_BEGIN_DECLS
 
 #define NNIC_ERROR (nnic_error_quark ())
-GQuark nnic_error_quark (void);
+NNIC_API GQuark nnic_error_quark (void);
 
 /* Append-only: codes keep their values across versions. */
 typedef enum {

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <glib.h>
+#include <nnic/export.h>
 #include <nnic/tensor.h>
 
 G_BEGIN_DECLS
@@ -73,110 +74,165 @@ typedef struct {
                              * (ONNX count_include_pad=0; torch count_include_pad=False) */
 } NnicPool2dSpec;
 
+/* Pad (ONNX Pad; torch's ZeroPad2d, ConstantPad2d, ReflectionPad2d,
+ * ReplicationPad2d). */
+typedef enum {
+  NNIC_PAD_CONSTANT, /* `value` */
+  NNIC_PAD_REFLECT,  /* the input mirrored at its edges, the edge itself once */
+  NNIC_PAD_EDGE,     /* the edge value repeated (torch's replicate) */
+} NnicPadMode;
+
+typedef struct {
+  NnicPadMode mode;
+  double value;  /* NNIC_PAD_CONSTANT */
+  int ndim;      /* the input's per-sample rank: the batch is never padded */
+  /* ONNX's order without the batch axis: the begin of each axis, then the
+   * end of each (for [C, H, W]: C, top, left, C, bottom, right); a
+   * negative pad removes as many elements. */
+  int64_t pads[2 * (NNIC_MAX_DIMS - 1)];
+} NnicPadSpec;
+
 /* ---- building ---- */
 
 /* A model whose input is one C×H×W image per sample (or C features when
  * h = w = 0... use nnic_model_new_flat for vectors). */
-NnicModel *nnic_model_new (int channels, int height, int width);
+NNIC_API NnicModel *nnic_model_new (int channels, int height, int width);
 /* A model whose input is a vector of `features` per sample. */
-NnicModel *nnic_model_new_flat (int features);
-void nnic_model_free (NnicModel *model);
+NNIC_API NnicModel *nnic_model_new_flat (int features);
+NNIC_API void nnic_model_free (NnicModel *model);
 
-gboolean nnic_model_add_conv2d (NnicModel *m, const char *name, const char *input,
-                                const NnicConv2dSpec *spec, GError **error);
-gboolean nnic_model_add_linear (NnicModel *m, const char *name, const char *input,
-                                const NnicLinearSpec *spec, GError **error);
-gboolean nnic_model_add_batchnorm2d (NnicModel *m, const char *name, const char *input,
-                                     const NnicBatchNormSpec *spec, GError **error);
+NNIC_API gboolean nnic_model_add_conv2d (NnicModel *m, const char *name, const char *input,
+                                         const NnicConv2dSpec *spec, GError **error);
+NNIC_API gboolean nnic_model_add_linear (NnicModel *m, const char *name, const char *input,
+                                         const NnicLinearSpec *spec, GError **error);
+NNIC_API gboolean nnic_model_add_batchnorm2d (NnicModel *m, const char *name, const char *input,
+                                              const NnicBatchNormSpec *spec, GError **error);
 /* nn.BatchNorm1d on [N, C] inputs (flat features, e.g. after a Linear);
  * the [N, C, L] form is refused. Same spec, parameters and buffers as
  * BatchNorm2d. */
-gboolean nnic_model_add_batchnorm1d (NnicModel *m, const char *name, const char *input,
-                                     const NnicBatchNormSpec *spec, GError **error);
-gboolean nnic_model_add_relu (NnicModel *m, const char *name, const char *input, GError **error);
-gboolean nnic_model_add_relu6 (NnicModel *m, const char *name, const char *input, GError **error);
-gboolean nnic_model_add_maxpool2d (NnicModel *m, const char *name, const char *input,
-                                   const NnicPool2dSpec *spec, GError **error);
-gboolean nnic_model_add_avgpool2d (NnicModel *m, const char *name, const char *input,
-                                   const NnicPool2dSpec *spec, GError **error);
-gboolean nnic_model_add_adaptive_avgpool2d (NnicModel *m, const char *name, const char *input,
-                                            int out_h, int out_w, GError **error);
+NNIC_API gboolean nnic_model_add_batchnorm1d (NnicModel *m, const char *name, const char *input,
+                                              const NnicBatchNormSpec *spec, GError **error);
+NNIC_API gboolean nnic_model_add_relu (NnicModel *m, const char *name, const char *input,
+                                       GError **error);
+NNIC_API gboolean nnic_model_add_relu6 (NnicModel *m, const char *name, const char *input,
+                                        GError **error);
+NNIC_API gboolean nnic_model_add_maxpool2d (NnicModel *m, const char *name, const char *input,
+                                            const NnicPool2dSpec *spec, GError **error);
+NNIC_API gboolean nnic_model_add_avgpool2d (NnicModel *m, const char *name, const char *input,
+                                            const NnicPool2dSpec *spec, GError **error);
+NNIC_API gboolean nnic_model_add_adaptive_avgpool2d (NnicModel *m, const char *name,
+                                                     const char *input, int out_h, int out_w,
+                                                     GError **error);
 /* Flattens every dimension after the batch one (torch.flatten(x, 1)). */
-gboolean nnic_model_add_flatten (NnicModel *m, const char *name, const char *input, GError **error);
-gboolean nnic_model_add_dropout (NnicModel *m, const char *name, const char *input,
-                                 double p, GError **error);
+NNIC_API gboolean nnic_model_add_flatten (NnicModel *m, const char *name, const char *input,
+                                          GError **error);
+NNIC_API gboolean nnic_model_add_dropout (NnicModel *m, const char *name, const char *input,
+                                          double p, GError **error);
 /* Elementwise a + b (a residual connection); shapes must agree. */
-gboolean nnic_model_add_add (NnicModel *m, const char *name, const char *a, const char *b,
-                             GError **error);
+NNIC_API gboolean nnic_model_add_add (NnicModel *m, const char *name, const char *a, const char *b,
+                                      GError **error);
 /* Concatenation along the channel dimension (dim 1). */
-gboolean nnic_model_add_concat (NnicModel *m, const char *name, const char *const *inputs,
-                                int n_inputs, GError **error);
+NNIC_API gboolean nnic_model_add_concat (NnicModel *m, const char *name, const char *const *inputs,
+                                         int n_inputs, GError **error);
 /* Softmax along `axis` of the per-sample shape counted with the batch
  * dimension as 0 (as ONNX and torch: 1 is the first per-sample dimension;
  * negative counts from the end). */
-gboolean nnic_model_add_softmax (NnicModel *m, const char *name, const char *input, int axis,
-                                 GError **error);
+NNIC_API gboolean nnic_model_add_softmax (NnicModel *m, const char *name, const char *input,
+                                          int axis, GError **error);
 /* Reshape to a per-sample shape (no batch dimension); one entry may be -1
  * (inferred). Same number of elements per sample. */
-gboolean nnic_model_add_reshape (NnicModel *m, const char *name, const char *input,
-                                 const int64_t *shape, int ndim, GError **error);
+NNIC_API gboolean nnic_model_add_reshape (NnicModel *m, const char *name, const char *input,
+                                          const int64_t *shape, int ndim, GError **error);
 /* Clamp to [min_val, max_val] (torch.nn.Hardtanh, ONNX Clip); the
  * gradient passes where min_val < x < max_val. */
-gboolean nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *input,
-                                  double min_val, double max_val, GError **error);
+NNIC_API gboolean nnic_model_add_hardtanh (NnicModel *m, const char *name, const char *input,
+                                           double min_val, double max_val, GError **error);
+/* Elementwise activations as torch defines them: nn.Sigmoid, nn.Tanh,
+ * torch.erf, nn.Hardswish (x * relu6(x + 3) / 6), nn.SiLU (x * sigmoid(x)). */
+NNIC_API gboolean nnic_model_add_sigmoid (NnicModel *m, const char *name, const char *input, GError **error);
+NNIC_API gboolean nnic_model_add_tanh (NnicModel *m, const char *name, const char *input, GError **error);
+NNIC_API gboolean nnic_model_add_erf (NnicModel *m, const char *name, const char *input, GError **error);
+NNIC_API gboolean nnic_model_add_hardswish (NnicModel *m, const char *name, const char *input,
+                                            GError **error);
+NNIC_API gboolean nnic_model_add_silu (NnicModel *m, const char *name, const char *input, GError **error);
+/* clamp(alpha * x + beta, 0, 1) (ONNX HardSigmoid); nn.Hardsigmoid is
+ * alpha = 1/6, beta = 0.5. */
+NNIC_API gboolean nnic_model_add_hardsigmoid (NnicModel *m, const char *name, const char *input,
+                                              double alpha, double beta, GError **error);
+/* nn.GELU: x * Phi(x) with the normal CDF Phi from erf, or its tanh
+ * approximation (approximate='tanh') when tanh_approx. */
+NNIC_API gboolean nnic_model_add_gelu (NnicModel *m, const char *name, const char *input,
+                                       gboolean tanh_approx, GError **error);
+NNIC_API gboolean nnic_model_add_pad (NnicModel *m, const char *name, const char *input,
+                                      const NnicPadSpec *spec, GError **error);
+/* The mean over `axes` of the sample (torch's x.mean(dims, keepdim), ONNX
+ * ReduceMean), counted as Softmax's axis (1 is the first per-sample
+ * dimension, negative from the end; the batch, 0, is refused); reduced
+ * axes stay as 1s when keepdims. */
+NNIC_API gboolean nnic_model_add_reduce_mean (NnicModel *m, const char *name, const char *input,
+                                              const int *axes, int n_axes, gboolean keepdims,
+                                              GError **error);
 /* Concatenation along dimension `dim`, counted as torch does: 0 is the
  * batch (which cannot be concatenated), 1 the channels, negative from the
  * end. nnic_model_add_concat is dim 1. */
-gboolean nnic_model_add_concat_dim (NnicModel *m, const char *name, const char *const *inputs,
-                                    int n_inputs, int dim, GError **error);
+NNIC_API gboolean nnic_model_add_concat_dim (NnicModel *m, const char *name,
+                                             const char *const *inputs, int n_inputs, int dim,
+                                             GError **error);
 /* x[:, a:b:s, ...]: slices of `n_dims` dimensions (torch's numbering: 0 is
  * the batch, which stays whole, negative counts from the end), each from
  * starts[i] to ends[i] by steps[i] (NULL: 1), as Python slices them:
  * negative bounds count from the end, bounds are clamped, a negative step
  * walks backwards (torch.flip). */
-gboolean nnic_model_add_slice (NnicModel *m, const char *name, const char *input, int n_dims,
-                               const int *dims, const int64_t *starts, const int64_t *ends,
-                               const int64_t *steps, GError **error);
+NNIC_API gboolean nnic_model_add_slice (NnicModel *m, const char *name, const char *input,
+                                        int n_dims, const int *dims, const int64_t *starts,
+                                        const int64_t *ends, const int64_t *steps, GError **error);
 /* torch.select (x[:, i] for dim 1; dims as torch's, not the batch): the
  * dimension goes away; and torch.index_select: the n indices (negative
  * count from the end) along it. Both are a "Gather" node. */
-gboolean nnic_model_add_select (NnicModel *m, const char *name, const char *input, int dim,
-                                int64_t index, GError **error);
-gboolean nnic_model_add_index_select (NnicModel *m, const char *name, const char *input, int dim,
-                                      const int64_t *indices, int n, GError **error);
-gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
+NNIC_API gboolean nnic_model_add_select (NnicModel *m, const char *name, const char *input,
+                                         int dim, int64_t index, GError **error);
+NNIC_API gboolean nnic_model_add_index_select (NnicModel *m, const char *name, const char *input,
+                                               int dim, const int64_t *indices, int n,
+                                               GError **error);
+NNIC_API gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
-guint nnic_model_output_node (const NnicModel *m);
+NNIC_API guint nnic_model_output_node (const NnicModel *m);
 
 /* ---- nodes ---- */
 
 /* Every node type nnic implements ("Conv2d", "Linear", ...), NULL-terminated. */
-const char *const *nnic_model_node_types (void);
+NNIC_API const char *const *nnic_model_node_types (void);
 
-guint nnic_model_n_nodes (const NnicModel *m);          /* includes "input" */
-const char *nnic_model_node_name (const NnicModel *m, guint i);
-const char *nnic_model_node_type (const NnicModel *m, guint i); /* "Conv2d", ... ; "Input" */
+NNIC_API guint nnic_model_n_nodes (const NnicModel *m);          /* includes "input" */
+NNIC_API const char *nnic_model_node_name (const NnicModel *m, guint i);
+/* "Conv2d", ... ; "Input" for the input node. */
+NNIC_API const char *nnic_model_node_type (const NnicModel *m, guint i);
 /* Index of a node by name, or -1. */
-int nnic_model_find_node (const NnicModel *m, const char *name);
+NNIC_API int nnic_model_find_node (const NnicModel *m, const char *name);
 /* The per-sample output shape of a node (no batch dimension). */
-int nnic_model_node_shape (const NnicModel *m, guint i, int64_t shape[NNIC_MAX_DIMS]);
+NNIC_API int nnic_model_node_shape (const NnicModel *m, guint i, int64_t shape[NNIC_MAX_DIMS]);
 /* The node indices feeding node i. */
-guint nnic_model_node_n_inputs (const NnicModel *m, guint i);
-guint nnic_model_node_input (const NnicModel *m, guint i, guint k);
+NNIC_API guint nnic_model_node_n_inputs (const NnicModel *m, guint i);
+NNIC_API guint nnic_model_node_input (const NnicModel *m, guint i, guint k);
 
 /* A node's options, for exporters and tools: the spec it was built with,
  * with the per-axis fields filled in (stride_h/w, dilation_h/w, kernel_h/w,
  * explicit_pads and pads always set). FALSE when node i is not of that
  * kind (conv2d: "Conv2d"; pool2d: "MaxPool2d" or "AvgPool2d"). */
-gboolean nnic_model_node_conv2d_spec (const NnicModel *m, guint i, NnicConv2dSpec *spec);
-gboolean nnic_model_node_linear_spec (const NnicModel *m, guint i, NnicLinearSpec *spec);
-gboolean nnic_model_node_batchnorm_spec (const NnicModel *m, guint i, NnicBatchNormSpec *spec);
-gboolean nnic_model_node_pool2d_spec (const NnicModel *m, guint i, NnicPool2dSpec *spec);
+NNIC_API gboolean nnic_model_node_conv2d_spec (const NnicModel *m, guint i, NnicConv2dSpec *spec);
+NNIC_API gboolean nnic_model_node_linear_spec (const NnicModel *m, guint i, NnicLinearSpec *spec);
+NNIC_API gboolean nnic_model_node_batchnorm_spec (const NnicModel *m, guint i,
+                                                  NnicBatchNormSpec *spec);
+NNIC_API gboolean nnic_model_node_pool2d_spec (const NnicModel *m, guint i, NnicPool2dSpec *spec);
 /* A scalar option of node i: "p" (Dropout), "axis" (Softmax), "min_val"
- * and "max_val" (Hardtanh), "out_h" and "out_w" (AdaptiveAvgPool2d).
+ * and "max_val" (Hardtanh), "out_h" and "out_w" (AdaptiveAvgPool2d), "alpha"
+ * and "beta" (Hardsigmoid), "approximate" (GELU: 0 exact, 1 tanh), "mode"
+ * (an NnicPadMode) and "value" (Pad), "keepdims", "n_axes" and "axis0" ...
+ * (ReduceMean).
  * FALSE when the node has no such option. (Reshape's target is its output
  * shape: nnic_model_node_shape.) */
-gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key, double *value);
+NNIC_API gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key,
+                                          double *value);
 
 /* ---- channel dependencies (for filter pruning) ---- */
 
@@ -187,12 +243,12 @@ gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key, d
  * ChannelDependency). Each set is a GArray of guint node indices in model
  * order, with at least two members; sets are ordered by their first node.
  * Free with g_ptr_array_unref(). */
-GPtrArray *nnic_model_channel_dependencies (const NnicModel *m);
+NNIC_API GPtrArray *nnic_model_channel_dependencies (const NnicModel *m);
 /* The number of groups a node's output channels are split into by the
  * grouped convolutions that read them (NNI's GroupDependency): pruning
  * must remove a multiple of it from every group evenly. 1 when no grouped
  * convolution reads the node. */
-int nnic_model_channel_groups (const NnicModel *m, guint node);
+NNIC_API int nnic_model_channel_groups (const NnicModel *m, guint node);
 
 /* ---- parameters and buffers, in state_dict order ---- */
 
@@ -203,34 +259,35 @@ typedef struct {
   guint node;        /* index of the owning node */
 } NnicParam;
 
-guint nnic_model_n_params (const NnicModel *m);
-NnicParam *nnic_model_param (NnicModel *m, guint i);
+NNIC_API guint nnic_model_n_params (const NnicModel *m);
+NNIC_API NnicParam *nnic_model_param (NnicModel *m, guint i);
 /* NULL (and an error naming the closest names) when there is no such entry. */
-NnicParam *nnic_model_find_param (NnicModel *m, const char *name, GError **error);
+NNIC_API NnicParam *nnic_model_find_param (NnicModel *m, const char *name, GError **error);
 /* Number of trainable scalars. */
-int64_t nnic_model_count_parameters (const NnicModel *m);
+NNIC_API int64_t nnic_model_count_parameters (const NnicModel *m);
 /* PyTorch's default initialisation (kaiming-uniform weights, uniform
  * biases, BN weight 1 / bias 0), from a seeded generator. */
-void nnic_model_init_params (NnicModel *m, guint64 seed);
+NNIC_API void nnic_model_init_params (NnicModel *m, guint64 seed);
 
 /* ---- execution ---- */
 
-void nnic_model_set_training (NnicModel *m, gboolean training);
-gboolean nnic_model_get_training (const NnicModel *m);
+NNIC_API void nnic_model_set_training (NnicModel *m, gboolean training);
+NNIC_API gboolean nnic_model_get_training (const NnicModel *m);
 /* Seed of the generator used by Dropout. */
-void nnic_model_set_seed (NnicModel *m, guint64 seed);
+NNIC_API void nnic_model_set_seed (NnicModel *m, guint64 seed);
 /* Run the graph on `input` ([batch, ...input shape]). The returned tensor
  * belongs to the model and is valid until the next forward. */
-const NnicTensor *nnic_model_forward (NnicModel *m, const NnicTensor *input, GError **error);
+NNIC_API const NnicTensor *nnic_model_forward (NnicModel *m, const NnicTensor *input,
+                                               GError **error);
 /* The output of a named node from the last forward (NULL if unknown). */
-const NnicTensor *nnic_model_node_output (NnicModel *m, const char *name);
+NNIC_API const NnicTensor *nnic_model_node_output (NnicModel *m, const char *name);
 /* Backward from dL/d(output). Accumulates into the parameters' grads. */
-gboolean nnic_model_backward (NnicModel *m, const NnicTensor *grad_output, GError **error);
-void nnic_model_zero_grad (NnicModel *m);
+NNIC_API gboolean nnic_model_backward (NnicModel *m, const NnicTensor *grad_output, GError **error);
+NNIC_API void nnic_model_zero_grad (NnicModel *m);
 /* Ask backward to compute dL/d(input) too (off by default: the first layer
  * then skips work nobody needs). */
-void nnic_model_set_input_grad (NnicModel *m, gboolean wanted);
-const NnicTensor *nnic_model_input_grad (NnicModel *m);
+NNIC_API void nnic_model_set_input_grad (NnicModel *m, gboolean wanted);
+NNIC_API const NnicTensor *nnic_model_input_grad (NnicModel *m);
 
 /* ---- hooks and seams (for the compressor core) ---- */
 
@@ -238,21 +295,24 @@ const NnicTensor *nnic_model_input_grad (NnicModel *m);
  * (collectors) or change in place. */
 typedef void (*NnicForwardHook) (NnicModel *m, guint node, NnicTensor *output, gpointer user_data);
 /* Returns a hook id (> 0), or 0 and an error when the node is unknown. */
-guint nnic_model_add_forward_hook (NnicModel *m, const char *node_name, NnicForwardHook fn,
-                                   gpointer user_data, GDestroyNotify destroy, GError **error);
-gboolean nnic_model_remove_forward_hook (NnicModel *m, guint id, GError **error);
+NNIC_API guint nnic_model_add_forward_hook (NnicModel *m, const char *node_name, NnicForwardHook fn,
+                                            gpointer user_data, GDestroyNotify destroy,
+                                            GError **error);
+NNIC_API gboolean nnic_model_remove_forward_hook (NnicModel *m, guint id, GError **error);
 /* Called before a node's forward (a pruner re-applies its masks here). The
  * id space is shared with forward hooks: remove either kind with
  * nnic_model_remove_forward_hook(). */
 typedef void (*NnicPreForwardHook) (NnicModel *m, guint node, gpointer user_data);
-guint nnic_model_add_pre_forward_hook (NnicModel *m, const char *node_name, NnicPreForwardHook fn,
-                                       gpointer user_data, GDestroyNotify destroy, GError **error);
+NNIC_API guint nnic_model_add_pre_forward_hook (NnicModel *m, const char *node_name,
+                                                NnicPreForwardHook fn, gpointer user_data,
+                                                GDestroyNotify destroy, GError **error);
 
 /* Called before a node's backward with dL/d(its output), which the hook
  * may change in place (a quantizer's backward for its output). */
 typedef void (*NnicBackwardHook) (NnicModel *m, guint node, NnicTensor *grad_output, gpointer user_data);
-guint nnic_model_add_backward_hook (NnicModel *m, const char *node_name, NnicBackwardHook fn,
-                                    gpointer user_data, GDestroyNotify destroy, GError **error);
+NNIC_API guint nnic_model_add_backward_hook (NnicModel *m, const char *node_name,
+                                             NnicBackwardHook fn, gpointer user_data,
+                                             GDestroyNotify destroy, GError **error);
 
 /* Input transform of a node's first input, for that node alone (other
  * consumers of the same tensor see it unchanged): before the node's
@@ -260,8 +320,9 @@ guint nnic_model_add_backward_hook (NnicModel *m, const char *node_name, NnicBac
  * backward, `grad_fn` (NULL: identity, the straight-through estimator)
  * maps dL/d(transformed input) in place before it reaches the producer.
  * fn = NULL removes the transform. */
-gboolean nnic_model_set_input_transform (NnicModel *m, const char *node_name, NnicForwardHook fn,
-                                         NnicBackwardHook grad_fn, gpointer user_data, GError **error);
+NNIC_API gboolean nnic_model_set_input_transform (NnicModel *m, const char *node_name,
+                                                  NnicForwardHook fn, NnicBackwardHook grad_fn,
+                                                  gpointer user_data, GError **error);
 
 /* Weight substitution: forward reads `substitute` in place of the named
  * parameter (a masked or quantized copy); backward computes the gradient
@@ -272,18 +333,20 @@ gboolean nnic_model_set_input_transform (NnicModel *m, const char *node_name, Nn
  * Pass substitute = NULL to remove. The model does not take ownership. */
 typedef void (*NnicGradHook) (NnicModel *m, NnicParam *param, const NnicTensor *substitute,
                               NnicTensor *grad_wrt_substitute, gpointer user_data);
-gboolean nnic_model_substitute_param (NnicModel *m, const char *param_name, NnicTensor *substitute,
-                                      NnicGradHook grad_hook, gpointer user_data, GError **error);
+NNIC_API gboolean nnic_model_substitute_param (NnicModel *m, const char *param_name,
+                                               NnicTensor *substitute, NnicGradHook grad_hook,
+                                               gpointer user_data, GError **error);
 
 /* Per-node timing: when on, forward and backward accumulate the seconds
  * each node takes (for benchmarks and for finding the slow layer). */
-void nnic_model_set_profiling (NnicModel *m, gboolean on);
+NNIC_API void nnic_model_set_profiling (NnicModel *m, gboolean on);
 /* Seconds accumulated by node i since profiling was turned on or reset. */
-void nnic_model_node_time (const NnicModel *m, guint i, double *forward_s, double *backward_s);
-void nnic_model_reset_profile (NnicModel *m);
+NNIC_API void nnic_model_node_time (const NnicModel *m, guint i, double *forward_s,
+                                    double *backward_s);
+NNIC_API void nnic_model_reset_profile (NnicModel *m);
 
 /* A one-line-per-node summary (name, type, output shape, parameters). */
-char *nnic_model_describe (const NnicModel *m);
+NNIC_API char *nnic_model_describe (const NnicModel *m);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicModel, nnic_model_free)
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <nnic/version.h>
+#include <nnic/export.h>
 #include <nnic/error.h>
 #include <nnic/tensor.h>
 #include <nnic/model.h>

@@ -4,12 +4,18 @@
  * from Debian's onnx.proto) into an nnic model with its weights. Ops:
  * Conv, Gemm, MatMul (constant right operand), Add, Relu, Clip, MaxPool,
  * AveragePool, GlobalAveragePool, BatchNormalization, Flatten, Reshape
- * (constant shape), Concat, Dropout, Identity, Softmax; opsets 11 to 17.
+ * (constant shape), Concat, Dropout, Identity, Softmax, Sigmoid,
+ * HardSigmoid, HardSwish, Tanh, Erf, Pad (constant pads; constant,
+ * reflect, edge), ReduceMean (not over the batch); opsets 11 to 17. The
+ * graph input is [N, ...] of rank 2 to 8.
  * BatchNormalization on [N, C, H, W] (BatchNorm2d) and [N, C]
  * (BatchNorm1d). Weight-only QDQ: DequantizeLinear (and QuantizeLinear) of
  * constants fold to float weights, per tensor or per axis; quantized
  * activations are refused. A MatMul followed by an Add of a constant is one
- * Linear; functional ops inside a module are named `module.op`
+ * Linear; torch's GELU (Div, Erf, Add, Mul, Mul, or the tanh form), SiLU
+ * (Sigmoid, Mul) and opset-13 Hardswish (HardSigmoid, Mul) are one node
+ * each when nothing else reads their inner values; a Pad of zeros is no
+ * node; functional ops inside a module are named `module.op`
  * (`layer1.0.add`).
  *
  * Names: where the file came from torch.onnx.export, nodes take the
@@ -28,6 +34,7 @@
 #pragma once
 
 #include <glib.h>
+#include <nnic/export.h>
 #include <nnic/model.h>
 #include <nnic/compress.h>
 
@@ -45,19 +52,21 @@ typedef struct {
 
 /* options may be NULL. The model's input shape is the graph input's, less
  * its first (batch) dimension, which may be symbolic. */
-NnicModel *nnic_model_load_onnx (const char *path, const NnicOnnxLoadOptions *options,
-                                 GError **error);
+NNIC_API NnicModel *nnic_model_load_onnx (const char *path, const NnicOnnxLoadOptions *options,
+                                          GError **error);
 /* The same from a buffer; `source` names it in messages. */
-NnicModel *nnic_model_load_onnx_from_data (const guint8 *data, gsize size, const char *source,
-                                           const NnicOnnxLoadOptions *options, GError **error);
+NNIC_API NnicModel *nnic_model_load_onnx_from_data (const guint8 *data, gsize size,
+                                                    const char *source,
+                                                    const NnicOnnxLoadOptions *options,
+                                                    GError **error);
 /* The ONNX operator types nnic imports as layers (sorted, NULL-terminated;
  * owned by nnic). Besides these, Constant and Identity are always taken,
  * and shape arithmetic (Shape, Gather, ...) on constants is folded. */
-const char *const *nnic_onnx_ops (void);
+NNIC_API const char *const *nnic_onnx_ops (void);
 /* The ONNX operator types nnic computes at import when their inputs are
  * constant (Shape of any value, Gather, Range, Where, ...; sorted,
  * NULL-terminated, owned by nnic). Some are layers too (Concat, Slice). */
-const char *const *nnic_onnx_folded_ops (void);
+NNIC_API const char *const *nnic_onnx_folded_ops (void);
 
 /* How one tensor of a layer was quantized, for export in QDQ form:
  * q = clamp(round(x / scale) + zero_point) in [0, 2^bits - 1] (uint8) or
@@ -90,7 +99,7 @@ typedef struct {
  * them by the compressor) as ONNX; node names are the nnic names, weights
  * the state_dict names. The batch dimension is symbolic ("batch").
  * Written to a temporary file and renamed. options may be NULL. */
-gboolean nnic_model_save_onnx (NnicModel *m, const char *path, const NnicOnnxSaveOptions *options,
-                               GError **error);
+NNIC_API gboolean nnic_model_save_onnx (NnicModel *m, const char *path,
+                                        const NnicOnnxSaveOptions *options, GError **error);
 
 G_END_DECLS

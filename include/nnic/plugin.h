@@ -35,6 +35,7 @@
 
 #include <glib.h>
 #include <gmodule.h>
+#include <nnic/export.h>
 #include <nnic/version.h>
 #include <nnic/compress.h>
 
@@ -52,7 +53,7 @@ typedef enum {
   NNIC_ALGORITHM_QUANTIZER = 2, /* fake-quantizes weights, inputs, outputs */
 } NnicAlgorithmKind;
 
-const char *nnic_algorithm_kind_name (NnicAlgorithmKind kind);
+NNIC_API const char *nnic_algorithm_kind_name (NnicAlgorithmKind kind);
 
 /* ---- config keys an algorithm accepts, beyond the core's ---- */
 
@@ -149,7 +150,8 @@ typedef struct _NnicRegistrar NnicRegistrar;
 
 /* Registers one algorithm; `info`, its keys and vtable MUST stay valid
  * while the plugin is loaded (static const data). */
-gboolean nnic_registrar_add (NnicRegistrar *r, const NnicAlgorithmInfo *info, GError **error);
+NNIC_API gboolean nnic_registrar_add (NnicRegistrar *r, const NnicAlgorithmInfo *info,
+                                      GError **error);
 
 typedef struct {
   guint32 abi_major;

@@ -72,6 +72,7 @@
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <nnic/export.h>
 #include <nnic/compress.h>
 #include <nnic/model.h>
 
@@ -81,7 +82,8 @@ G_BEGIN_DECLS
  * when missing) from what the compressor's quantizer published. A layer
  * whose fake-quantized weight is not on the grid its attributes describe
  * (an integer outside the bits) is an error naming it. */
-gboolean nnic_compressor_export_quantized (NnicCompressor *c, const char *dir, GError **error);
+NNIC_API gboolean nnic_compressor_export_quantized (NnicCompressor *c, const char *dir,
+                                                    GError **error);
 
 /* Sizes and bits of what nnic_compressor_export_quantized writes:
  *   {"layers": [{"name", "type", "weights",
@@ -95,25 +97,25 @@ gboolean nnic_compressor_export_quantized (NnicCompressor *c, const char *dir, G
  *    "bytes_float32", "bytes_packed", "bytes_int" (totals over the layers),
  *    "ratio" (bytes_float32 / bytes_packed)}
  * Free with json_object_unref(). */
-JsonObject *nnic_compressor_quant_report (NnicCompressor *c);
+NNIC_API JsonObject *nnic_compressor_quant_report (NnicCompressor *c);
 
 /* Integer inference, as described above. The model must not be wrapped by
  * a compressor. Layers run on integers: see nnic_model_int8_layers(). */
-gboolean nnic_model_quantize_int8 (NnicModel *m, const char *dir, GError **error);
+NNIC_API gboolean nnic_model_quantize_int8 (NnicModel *m, const char *dir, GError **error);
 
 /* The fake-quantized float model of DIR, as described above. */
-gboolean nnic_model_fake_quantize (NnicModel *m, const char *dir, GError **error);
+NNIC_API gboolean nnic_model_fake_quantize (NnicModel *m, const char *dir, GError **error);
 
 /* Names of the layers that run on integers, in model order (NULL-terminated,
  * free with g_strfreev). */
-char **nnic_model_int8_layers (NnicModel *m);
+NNIC_API char **nnic_model_int8_layers (NnicModel *m);
 
 /* The int8 GEMM kernel integer inference uses: "avx512vnni", "avxvnni",
  * "avx2" or "c", the fastest this CPU has unless NNIC_QGEMM names another. */
-const char *nnic_int8_kernel_name (void);
+NNIC_API const char *nnic_int8_kernel_name (void);
 /* Reads NNIC_QGEMM now: an unknown name or a kernel this CPU lacks is an
  * error naming those it has (the best kernel is used then). Optional:
  * without it, a bad value is only warned about. */
-gboolean nnic_int8_kernel_init (GError **error);
+NNIC_API gboolean nnic_int8_kernel_init (GError **error);
 
 G_END_DECLS

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <glib.h>
+#include <nnic/export.h>
 #include <nnic/plugin.h>
 
 G_BEGIN_DECLS
@@ -22,20 +23,20 @@ typedef struct {
 /* Scans the plugin directories (once; later calls reuse the result) and
  * returns the algorithm `name`, or NULL with an error that names the
  * closest known names. */
-const NnicAlgorithm *nnic_load_algorithm (const char *name, GError **error);
+NNIC_API const NnicAlgorithm *nnic_load_algorithm (const char *name, GError **error);
 /* Every registered algorithm, sorted by name (scans if needed). The array
  * is owned by the registry. */
-const GPtrArray *nnic_list_algorithms (void);
+NNIC_API const GPtrArray *nnic_list_algorithms (void);
 /* Messages about plugins that were refused or shadowed during the scan
  * ("/path/libfoo.so: built for plugin ABI 2.0, this nnic implements 1.0
  * (it needs a newer nnic)"); owned by the registry. */
-const GPtrArray *nnic_registry_problems (void);
+NNIC_API const GPtrArray *nnic_registry_problems (void);
 /* The directories searched, in order: NNIC_PLUGIN_PATH, then the installed
  * plugin directory (or NNIC_PLUGIN_SYSTEM_PATH instead, when set; empty
  * for none). Free with g_strfreev(). */
-char **nnic_plugin_search_path (void);
+NNIC_API char **nnic_plugin_search_path (void);
 /* Forgets the scan (plugins stay loaded) so the next call scans again;
  * for tests that change NNIC_PLUGIN_PATH. */
-void nnic_registry_reset (void);
+NNIC_API void nnic_registry_reset (void);
 
 G_END_DECLS

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <glib.h>
+#include <nnic/export.h>
 #include <nnic/model.h>
 
 G_BEGIN_DECLS
@@ -25,15 +26,18 @@ typedef struct {
  * started. */
 typedef void (*NnicSensitivityProgress) (const char *layer, double sparsity, double score,
                                          gpointer user_data);
-NnicSensitivity *nnic_sensitivity_analysis (NnicModel *m, const char *masker,
-                                            const char *const *layers, const double *sparsities,
-                                            guint n_sparsities, NnicEvaluatorFn evaluate,
-                                            gpointer evaluate_data, NnicSensitivityProgress progress,
-                                            gpointer progress_data, GError **error);
-void nnic_sensitivity_free (NnicSensitivity *s);
-double nnic_sensitivity_score (const NnicSensitivity *s, guint layer, guint sparsity);
+NNIC_API NnicSensitivity *nnic_sensitivity_analysis (NnicModel *m, const char *masker,
+                                                     const char *const *layers,
+                                                     const double *sparsities, guint n_sparsities,
+                                                     NnicEvaluatorFn evaluate,
+                                                     gpointer evaluate_data,
+                                                     NnicSensitivityProgress progress,
+                                                     gpointer progress_data, GError **error);
+NNIC_API void nnic_sensitivity_free (NnicSensitivity *s);
+NNIC_API double nnic_sensitivity_score (const NnicSensitivity *s, guint layer, guint sparsity);
 /* NNI's CSV: a header "layername,0.1,0.2,..." then one row per layer. */
-gboolean nnic_sensitivity_save_csv (const NnicSensitivity *s, const char *path, GError **error);
+NNIC_API gboolean nnic_sensitivity_save_csv (const NnicSensitivity *s, const char *path,
+                                             GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicSensitivity, nnic_sensitivity_free)
 

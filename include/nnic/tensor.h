@@ -9,6 +9,7 @@
 
 #include <glib.h>
 #include <stdint.h>
+#include <nnic/export.h>
 
 G_BEGIN_DECLS
 
@@ -42,30 +43,32 @@ typedef struct {
   gboolean owns_data; /* FALSE for views */
 } NnicTensor;
 
-size_t nnic_dtype_size (NnicDType dtype);
-const char *nnic_dtype_name (NnicDType dtype);
+NNIC_API size_t nnic_dtype_size (NnicDType dtype);
+NNIC_API const char *nnic_dtype_name (NnicDType dtype);
 
 /* A zero-filled tensor. Fails on a negative dimension, more than
  * NNIC_MAX_DIMS dimensions, overflow, or more than NNIC_TENSOR_MAX_BYTES. */
-NnicTensor *nnic_tensor_new (NnicDType dtype, int ndim, const int64_t *shape, GError **error);
+NNIC_API NnicTensor *nnic_tensor_new (NnicDType dtype, int ndim, const int64_t *shape,
+                                      GError **error);
 /* Shorthand for float32 with dimensions given inline, e.g. nnic_tensor_new_f32 (&err, 2, 3, 4). */
-NnicTensor *nnic_tensor_new_f32 (GError **error, int ndim, ...);
-NnicTensor *nnic_tensor_new_like (const NnicTensor *t, GError **error);
-NnicTensor *nnic_tensor_copy (const NnicTensor *t, GError **error);
+NNIC_API NnicTensor *nnic_tensor_new_f32 (GError **error, int ndim, ...);
+NNIC_API NnicTensor *nnic_tensor_new_like (const NnicTensor *t, GError **error);
+NNIC_API NnicTensor *nnic_tensor_copy (const NnicTensor *t, GError **error);
 /* A view with another shape over the same data (same numel); never owns it. */
-NnicTensor *nnic_tensor_view (NnicTensor *t, int ndim, const int64_t *shape, GError **error);
-void nnic_tensor_free (NnicTensor *t);
+NNIC_API NnicTensor *nnic_tensor_view (NnicTensor *t, int ndim, const int64_t *shape,
+                                       GError **error);
+NNIC_API void nnic_tensor_free (NnicTensor *t);
 
-void nnic_tensor_zero (NnicTensor *t);
-void nnic_tensor_fill (NnicTensor *t, float value);
-size_t nnic_tensor_nbytes (const NnicTensor *t);
-gboolean nnic_tensor_same_shape (const NnicTensor *a, const NnicTensor *b);
+NNIC_API void nnic_tensor_zero (NnicTensor *t);
+NNIC_API void nnic_tensor_fill (NnicTensor *t, float value);
+NNIC_API size_t nnic_tensor_nbytes (const NnicTensor *t);
+NNIC_API gboolean nnic_tensor_same_shape (const NnicTensor *a, const NnicTensor *b);
 /* Copies src into dst; shapes and dtypes must agree. */
-gboolean nnic_tensor_copy_into (NnicTensor *dst, const NnicTensor *src, GError **error);
+NNIC_API gboolean nnic_tensor_copy_into (NnicTensor *dst, const NnicTensor *src, GError **error);
 /* "[64, 1, 28, 28]"; free with g_free. */
-char *nnic_shape_to_string (int ndim, const int64_t *shape);
+NNIC_API char *nnic_shape_to_string (int ndim, const int64_t *shape);
 /* Total elements, or -1 on a negative dimension or overflow. */
-int64_t nnic_shape_numel (int ndim, const int64_t *shape);
+NNIC_API int64_t nnic_shape_numel (int ndim, const int64_t *shape);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicTensor, nnic_tensor_free)
 

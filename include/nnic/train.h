@@ -6,6 +6,7 @@
 #pragma once
 
 #include <glib.h>
+#include <nnic/export.h>
 #include <nnic/tensor.h>
 #include <nnic/model.h>
 #include <nnic/data.h>
@@ -17,8 +18,8 @@ G_BEGIN_DECLS
  * (same shape as logits). Counts correct argmax predictions into *correct
  * when non-NULL. Returns the loss, or NAN with an error on bad shapes or a
  * label outside [0, K). */
-double nnic_cross_entropy (const NnicTensor *logits, const NnicTensor *labels,
-                           NnicTensor *grad, int64_t *correct, GError **error);
+NNIC_API double nnic_cross_entropy (const NnicTensor *logits, const NnicTensor *labels,
+                                    NnicTensor *grad, int64_t *correct, GError **error);
 
 typedef struct _NnicOptimizer NnicOptimizer;
 
@@ -38,27 +39,30 @@ typedef struct {
 } NnicAdamOptions;
 
 /* Optimizers over all trainable parameters of the model. */
-NnicOptimizer *nnic_optimizer_new_sgd (NnicModel *m, const NnicSgdOptions *o, GError **error);
-NnicOptimizer *nnic_optimizer_new_adam (NnicModel *m, const NnicAdamOptions *o, GError **error);
-void nnic_optimizer_free (NnicOptimizer *opt);
+NNIC_API NnicOptimizer *nnic_optimizer_new_sgd (NnicModel *m, const NnicSgdOptions *o,
+                                                GError **error);
+NNIC_API NnicOptimizer *nnic_optimizer_new_adam (NnicModel *m, const NnicAdamOptions *o,
+                                                 GError **error);
+NNIC_API void nnic_optimizer_free (NnicOptimizer *opt);
 /* Adds a tensor to optimise beyond the model's own (e.g. a quantizer's
  * learned scale). The optimizer does not own them. */
-gboolean nnic_optimizer_add_tensor (NnicOptimizer *opt, const char *name, NnicTensor *value,
-                                    NnicTensor *grad, GError **error);
+NNIC_API gboolean nnic_optimizer_add_tensor (NnicOptimizer *opt, const char *name,
+                                             NnicTensor *value, NnicTensor *grad, GError **error);
 /* One update of every parameter from its grad, then the post-step hooks. */
-void nnic_optimizer_step (NnicOptimizer *opt);
-void nnic_optimizer_set_lr (NnicOptimizer *opt, double lr);
-double nnic_optimizer_get_lr (const NnicOptimizer *opt);
-guint64 nnic_optimizer_steps (const NnicOptimizer *opt);
+NNIC_API void nnic_optimizer_step (NnicOptimizer *opt);
+NNIC_API void nnic_optimizer_set_lr (NnicOptimizer *opt, double lr);
+NNIC_API double nnic_optimizer_get_lr (const NnicOptimizer *opt);
+NNIC_API guint64 nnic_optimizer_steps (const NnicOptimizer *opt);
 
 typedef void (*NnicStepHook) (NnicOptimizer *opt, gpointer user_data);
-guint nnic_optimizer_add_post_step_hook (NnicOptimizer *opt, NnicStepHook fn, gpointer user_data,
-                                         GDestroyNotify destroy);
+NNIC_API guint nnic_optimizer_add_post_step_hook (NnicOptimizer *opt, NnicStepHook fn,
+                                                  gpointer user_data, GDestroyNotify destroy);
 /* Called before the update, when the gradients are complete: a hook may
  * add to them (ADMM's penalty). Removed with remove_post_step_hook. */
-guint nnic_optimizer_add_pre_step_hook (NnicOptimizer *opt, NnicStepHook fn, gpointer user_data,
-                                        GDestroyNotify destroy);
-gboolean nnic_optimizer_remove_post_step_hook (NnicOptimizer *opt, guint id, GError **error);
+NNIC_API guint nnic_optimizer_add_pre_step_hook (NnicOptimizer *opt, NnicStepHook fn,
+                                                 gpointer user_data, GDestroyNotify destroy);
+NNIC_API gboolean nnic_optimizer_remove_post_step_hook (NnicOptimizer *opt, guint id,
+                                                        GError **error);
 
 /* Learning-rate schedules, evaluated per epoch like torch's StepLR and
  * CosineAnnealingLR. */
@@ -76,7 +80,7 @@ typedef struct {
   double eta_min;  /* COSINE */
 } NnicLrSchedule;
 
-double nnic_lr_schedule_at (const NnicLrSchedule *s, double base_lr, int epoch);
+NNIC_API double nnic_lr_schedule_at (const NnicLrSchedule *s, double base_lr, int epoch);
 
 /* Progress of a running epoch, for a progress bar or a log line. */
 typedef struct {
@@ -98,9 +102,9 @@ typedef struct {
 } NnicEpochStats;
 
 /* One epoch of training: forward, cross-entropy, backward, step. */
-gboolean nnic_train_epoch (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader, guint epoch,
-                           guint n_epochs, NnicProgressFn progress, gpointer user_data,
-                           NnicEpochStats *stats, GError **error);
+NNIC_API gboolean nnic_train_epoch (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader,
+                                    guint epoch, guint n_epochs, NnicProgressFn progress,
+                                    gpointer user_data, NnicEpochStats *stats, GError **error);
 
 /* Called before batch `batch` (0-based) of `n_batches`: a caller's work
  * inside an epoch, such as a pruner's update_epoch at a third of it.
@@ -113,12 +117,12 @@ typedef struct {
   gpointer user_data;        /* for both */
 } NnicTrainCallbacks;
 /* nnic_train_epoch with callbacks (cb may be NULL). */
-gboolean nnic_train_epoch_with (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader, guint epoch,
-                                guint n_epochs, const NnicTrainCallbacks *cb, NnicEpochStats *stats,
-                                GError **error);
+NNIC_API gboolean nnic_train_epoch_with (NnicModel *m, NnicOptimizer *opt, NnicLoader *loader,
+                                         guint epoch, guint n_epochs, const NnicTrainCallbacks *cb,
+                                         NnicEpochStats *stats, GError **error);
 /* Accuracy in [0, 1] (and the mean loss if non-NULL) in eval mode. */
-gboolean nnic_evaluate (NnicModel *m, const NnicDataset *d, int batch_size, double *accuracy,
-                        double *loss, GError **error);
+NNIC_API gboolean nnic_evaluate (NnicModel *m, const NnicDataset *d, int batch_size,
+                                 double *accuracy, double *loss, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (NnicOptimizer, nnic_optimizer_free)
 
