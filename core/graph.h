@@ -168,6 +168,10 @@ struct _NnicModel {
   GArray *prof_fwd, *prof_bwd; /* double seconds per node */
 };
 
+/* A model whose input has the per-sample shape shape[0..ndim) (ndim <
+ * NNIC_MAX_DIMS): what nnic_model_new and nnic_model_new_flat make, for
+ * any rank (ONNX import). */
+NnicModel *nnic_graph_new (int ndim, const int64_t *shape);
 /* The node at index i (no bounds check: internal callers know it). */
 static inline NnicNode *
 nnic_graph_node (const NnicModel *m, guint i)
