@@ -22,7 +22,13 @@
   X (concat)             \
   X (softmax)            \
   X (reshape)            \
-  X (hardtanh)
+  X (hardtanh)           \
+  X (sub)                \
+  X (mul)                \
+  X (div)                \
+  X (pow)                \
+  X (expand)             \
+  X (parameter)
 
 #define DECLARE(name) extern const NnicOp nnic_op_##name;
 NNIC_OP_TABLE (DECLARE)
