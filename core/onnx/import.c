@@ -259,22 +259,27 @@ create_model (NnicOnnxImport *ctx, GError **error)
                  nnic_onnx_dtype_name (tt->has_elem_type ? tt->elem_type : 0));
     return FALSE;
   }
-  if (!tt->shape || (tt->shape->n_dim != 4 && tt->shape->n_dim != 2)) {
+  /* Images [N, C, H, W] and features [N, F] above all, but any rank: a
+   * sequence [N, T, D] goes to the ops that take it. */
+  if (!tt->shape || tt->shape->n_dim < 1 || tt->shape->n_dim > NNIC_MAX_DIMS) {
     g_autofree char *what = tt->shape ? g_strdup_printf ("rank %zu", tt->shape->n_dim)
                                       : g_strdup ("no shape");
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
-                 "%s: the graph input '%s' has %s; nnic models take [N, C, H, W] or [N, features]",
-                 ctx->source, in->name, what);
+                 "%s: the graph input '%s' has %s; nnic models take a batch of tensors of rank "
+                 "1 to %d ([N, C, H, W], [N, features], ...)",
+                 ctx->source, in->name, what, NNIC_MAX_DIMS);
     return FALSE;
   }
-  int64_t dims[4];
+  int64_t dims[NNIC_MAX_DIMS];
   for (size_t d = 0; d < tt->shape->n_dim; d++) {
     const Onnx__TensorShapeProto__Dimension *dim = tt->shape->dim[d];
     gboolean known = dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
     dims[d] = known ? dim->dim_value : -1;
     if (d == 0) {
       if (known && dim->dim_value <= 0) {
-        g_set_error (error, NNIC_ERROR, NNIC_ERROR_FORMAT,
+        /* 0 is an empty batch, valid ONNX; nnic runs at least one sample */
+        g_set_error (error, NNIC_ERROR,
+                     dim->dim_value == 0 ? NNIC_ERROR_UNSUPPORTED : NNIC_ERROR_FORMAT,
                      "%s: the graph input '%s' has batch size %" G_GINT64_FORMAT, ctx->source,
                      in->name, dim->dim_value);
         return FALSE;
@@ -298,8 +303,7 @@ create_model (NnicOnnxImport *ctx, GError **error)
     }
   }
   ctx->batch = dims[0];
-  ctx->m = tt->shape->n_dim == 4 ? nnic_model_new ((int) dims[1], (int) dims[2], (int) dims[3])
-                                 : nnic_model_new_flat ((int) dims[1]);
+  ctx->m = nnic_graph_new ((int) tt->shape->n_dim - 1, dims + 1);
   nnic_onnx_value_add_node (ctx, in->name, "input");
   return TRUE;
 }
