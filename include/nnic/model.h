@@ -197,10 +197,12 @@ gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key, d
 /* ---- channel dependencies (for filter pruning) ---- */
 
 /* Sets of Conv2d/Linear nodes whose output channels must be pruned
- * together, because their outputs meet elementwise (Add) after layers that
- * keep channels one to one (BatchNorm2d, ReLU, ReLU6, pooling, Dropout,
- * Add). Concatenation along channels does not tie its inputs (NNI's
- * ChannelDependency). Each set is a GArray of guint node indices in model
+ * together, because their outputs meet elementwise (Add, Sub, Mul, Div,
+ * Pow: a residual sum, an SE block's x * gate) after layers that keep
+ * channels one to one (BatchNorm2d, ReLU, ReLU6, pooling, Dropout, Add,
+ * arithmetic with a scalar or a Parameter). An operand broadcast along the
+ * channels (a [1, H, W] gate) ties nothing. Concatenation along channels
+ * does not tie its inputs (NNI's ChannelDependency). Each set is a GArray of guint node indices in model
  * order, with at least two members; sets are ordered by their first node.
  * Free with g_ptr_array_unref(). */
 GPtrArray *nnic_model_channel_dependencies (const NnicModel *m);
