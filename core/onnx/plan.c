@@ -1,6 +1,7 @@
 /* ONNX import: the pass before building. It decides, for each node,
  * whether it becomes an nnic node (Constant, Identity, shape arithmetic on
- * constants and the DequantizeLinear of QDQ weights do not), which values
+ * constants and the DequantizeLinear of QDQ weights do not; an Expand of a
+ * constant to a shape holding the batch size does), which values
  * are constants, which Adds are a MatMul's bias (PyTorch's Linear on
  * inputs of rank > 2 exports as MatMul + Add), which patterns of nodes are
  * one activation (torch's GELU, SiLU, Hardswish before opset 14), and how
@@ -42,6 +43,15 @@ all_inputs_const (const Onnx__NodeProto *n, GHashTable *consts)
   return TRUE;
 }
 
+static gboolean
+any_input_in (const Onnx__NodeProto *n, GHashTable *set)
+{
+  for (size_t k = 0; k < n->n_input; k++)
+    if (n->input[k] && *n->input[k] && g_hash_table_contains (set, n->input[k]))
+      return TRUE;
+  return FALSE;
+}
+
 static const char *
 op_of (const Onnx__NodeProto *n)
 {
@@ -62,6 +72,9 @@ nnic_onnx_plan (NnicOnnxImport *ctx, GError **error)
   GHashTable *consts = ctx->consts;
   g_autoptr (GHashTable) alias = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr (GHashTable) readers = g_hash_table_new (g_str_hash, g_str_equal);
+  /* Constants that may hold the batch size: made from the Shape of a
+   * computed tensor (not of a constant, whose shape is fixed). */
+  g_autoptr (GHashTable) batch = g_hash_table_new (g_str_hash, g_str_equal);
 
   GHashTableIter it;
   gpointer key, val;
@@ -85,11 +98,23 @@ nnic_onnx_plan (NnicOnnxImport *ctx, GError **error)
     gboolean makes_const = !strcmp (op, "Constant") || identity_of_const ||
                            (nnic_onnx_op_folds (op) &&
                             (!strcmp (op, "Shape") || all_inputs_const (node, consts)));
+    gboolean with_batch = !strcmp (op, "Shape") ? node->n_input >= 1 && node->input[0] &&
+                                                      !g_hash_table_contains (consts, node->input[0])
+                                                : any_input_in (node, batch);
+    /* A constant expanded to a shape holding the batch (ViT's
+     * class_token.expand(n, -1, -1)) is a tensor with the batch: a
+     * Parameter node (parameter.c), not a constant. */
+    if (makes_const && !strcmp (op, "Expand") && node->n_input >= 2 && node->input[1] &&
+        g_hash_table_contains (batch, node->input[1]))
+      makes_const = FALSE;
     ctx->emits[i] = !makes_const && strcmp (op, "Identity") != 0 && !ctx->absorbed[i];
     if (makes_const)
       for (size_t k = 0; k < node->n_output; k++)
-        if (node->output[k] && *node->output[k])
+        if (node->output[k] && *node->output[k]) {
           g_hash_table_add (consts, g_strdup (node->output[k]));
+          if (with_batch)
+            g_hash_table_add (batch, node->output[k]);
+        }
     if (identity_of_const && node->n_output >= 1 && node->output[0] && *node->output[0])
       g_hash_table_replace (alias, node->output[0], node->input[0]);
     if (identity_of_const)

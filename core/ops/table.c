@@ -31,7 +31,13 @@
   X (gelu)               \
   X (silu)               \
   X (pad)                \
-  X (reduce_mean)
+  X (reduce_mean)        \
+  X (sub)                \
+  X (mul)                \
+  X (div)                \
+  X (pow)                \
+  X (expand)             \
+  X (parameter)
 
 #define DECLARE(name) extern const NnicOp nnic_op_##name;
 NNIC_OP_TABLE (DECLARE)
