@@ -6,7 +6,10 @@
 #include <string.h>
 
 /* The layers that made the channels reaching `n`: through ops that keep
- * channels (input 0's) and through every input of ops that tie them (Add).
+ * channels (input 0's) and through the inputs of ops that tie them (Add,
+ * Mul) whose channels are the output's: SE's x * gate ties the convolution
+ * making x to the one making the [C, 1, 1] gate, but a [1, H, W] spatial
+ * gate, or a [W] vector, is broadcast along the channels and ties nothing.
  * Inputs are looked up by index, so that an input transform's private
  * copy leads back to the real node. */
 static void
@@ -18,8 +21,13 @@ producers (const NnicModel *m, const NnicNode *n, GArray *out)
     return;
   }
   const guint n_in = rule == NNIC_CHANNELS_TIE ? n->n_inputs : rule == NNIC_CHANNELS_KEEP ? 1 : 0;
-  for (guint k = 0; k < n_in; k++)
-    producers (m, nnic_graph_node (m, n->inputs[k]->index), out);
+  for (guint k = 0; k < n_in; k++) {
+    const NnicNode *in = nnic_graph_node (m, n->inputs[k]->index);
+    if (rule == NNIC_CHANNELS_TIE &&
+        (in->shape_ndim != n->shape_ndim || in->shape_ndim < 1 || in->shape[0] != n->shape[0]))
+      continue;
+    producers (m, in, out);
+  }
   /* Input, Flatten, Reshape, Softmax, Concat: the channels come from
    * elsewhere, are new, or are mixed. */
 }

@@ -131,6 +131,15 @@ nnic_graph_resolve (NnicModel *m, const char *new_name, const char *input, GErro
   return nnic_graph_node (m, (guint) i);
 }
 
+static int
+param_index (const NnicModel *m, const char *name)
+{
+  for (guint i = 0; i < m->params->len; i++)
+    if (!strcmp (g_array_index (m->params, NnicParam, i).name, name))
+      return (int) i;
+  return -1;
+}
+
 gboolean
 nnic_graph_add (NnicModel *m, const char *name, const NnicOp *op, NnicNode **inputs,
                 guint n_inputs, const void *spec, size_t spec_size, GError **error)
@@ -152,18 +161,32 @@ nnic_graph_add (NnicModel *m, const char *name, const NnicOp *op, NnicNode **inp
   n->index = m->nodes->len;
   n->n_inputs = n_inputs;
   n->inputs = g_new0 (NnicNode *, n_inputs ? n_inputs : 1);
-  memcpy (n->inputs, inputs, sizeof (NnicNode *) * n_inputs);
+  if (n_inputs)
+    memcpy (n->inputs, inputs, sizeof (NnicNode *) * n_inputs);
   if (spec)
     memcpy (n->spec, spec, spec_size);
   if (!op->setup (n, error)) {
     nnic_node_free (n);
     return FALSE;
   }
+  /* An empty local name is the node's own (a Parameter node: `class_token`). */
+  g_autofree char **full = g_new0 (char *, n->n_params + 1);
+  for (guint i = 0; i < n->n_params; i++) {
+    full[i] = *n->param_local[i] ? g_strconcat (n->name, ".", n->param_local[i], NULL)
+                                 : g_strdup (n->name);
+    if (param_index (m, full[i]) >= 0) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                   "%s: the model already has a parameter named '%s'", name, full[i]);
+      g_strfreev (g_steal_pointer (&full));
+      nnic_node_free (n);
+      return FALSE;
+    }
+  }
   g_ptr_array_add (m->nodes, n);
   g_hash_table_insert (m->by_name, n->name, GUINT_TO_POINTER (n->index + 1));
   for (guint i = 0; i < n->n_params; i++) {
     NnicParam p = {
-      .name = g_strconcat (n->name, ".", n->param_local[i], NULL),
+      .name = g_steal_pointer (&full[i]),
       .value = n->param[i],
       .grad = n->grad[i],
       .node = n->index,

@@ -181,8 +181,9 @@ struct _NnicModel {
   GArray *prof_fwd, *prof_bwd; /* double seconds per node */
 };
 
-/* A model whose input has the per-sample shape `shape` (ndim from 1 to
- * NNIC_MAX_DIMS - 1: the batch makes one more). */
+/* A model whose input has the per-sample shape shape[0..ndim) (ndim <
+ * NNIC_MAX_DIMS): what nnic_model_new and nnic_model_new_flat make, for
+ * any rank (ONNX import). */
 NnicModel *nnic_graph_new (int ndim, const int64_t *shape);
 /* The node at index i (no bounds check: internal callers know it). */
 static inline NnicNode *

@@ -61,6 +61,11 @@ nnic_model_set_input_transform (NnicModel *m, const char *node_name, NnicForward
     return FALSE;
   }
   NnicNode *n = nnic_graph_node (m, (guint) i);
+  if (n->n_inputs == 0) {
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                 "%s: a %s has no input to transform", n->name, n->op->type);
+    return FALSE;
+  }
   if (n->real_input) { /* remove the old transform first */
     nnic_node_free (n->inputs[0]);
     n->inputs[0] = n->real_input;

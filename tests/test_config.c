@@ -68,7 +68,7 @@ static const BadCase bad_cases[] = {
   { M, NO_KEYS, "[{\"op_types\": [\"Zyzzyva\"], \"sparsity\": 0.5}]",
     "config_list[0].op_types[0]: unknown type 'Zyzzyva' (valid: default, Conv2d, Linear, BatchNorm2d, BatchNorm1d, "
     "ReLU, ReLU6, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Dropout, Add, Concat, Softmax, "
-    "Reshape, Hardtanh", TRUE }, /* a prefix: the ops added after it follow */
+    "Reshape, Hardtanh, " /* the op table's later rows follow */, TRUE },
   { M, NO_KEYS, "[{\"op_types\": \"Conv2d\", \"sparsity\": 0.5}]",
     "config_list[0].op_types: must be a list of strings, got \"Conv2d\"", FALSE },
   { M, NO_KEYS, "[{\"op_types\": [], \"sparsity\": 0.5}]", "config_list[0].op_types: must not be empty", FALSE },

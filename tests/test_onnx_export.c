@@ -150,6 +150,52 @@ START_TEST (test_imported_slices_round_trip)
 }
 END_TEST
 
+/* torch's exports with elementwise arithmetic (tests/fixtures/onnx_models/
+ * cases): imported, exported and imported again, they keep their nodes,
+ * their Parameters under the state_dict names, and their outputs. */
+START_TEST (test_binary_round_trips)
+{
+  static const char *const cases[] = { "test_nnic_se_block_opset13", "test_nnic_layer_scale_opset13",
+                                        "test_nnic_tokens_add_pos_opset13",
+                                        "test_nnic_class_token_opset13" };
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++) {
+    GError *err = NULL;
+    g_autofree char *src = g_build_filename (NNIC_TEST_FIXTURES, "onnx_models", "cases", cases[c],
+                                             "model.onnx", NULL);
+    g_autoptr (NnicModel) m = nnic_model_load_onnx (src, NULL, &err);
+    ck_assert_msg (m != NULL, "%s: %s", cases[c], err ? err->message : "");
+    g_autofree char *dir = nnic_test_tmpdir ();
+    g_autofree char *path = g_build_filename (dir, "model.onnx", NULL);
+    ck_assert_msg (nnic_model_save_onnx (m, path, NULL, &err), "%s: %s", cases[c], err ? err->message : "");
+    g_autoptr (NnicModel) back = nnic_model_load_onnx (path, NULL, &err);
+    ck_assert_msg (back != NULL, "%s: %s", cases[c], err ? err->message : "");
+    for (guint i = 1; i <= nnic_model_output_node (m); i++) {
+      const int j = nnic_model_find_node (back, nnic_model_node_name (m, i));
+      ck_assert_msg (j >= 0, "%s: %s is missing", cases[c], nnic_model_node_name (m, i));
+      ck_assert_str_eq (nnic_model_node_type (back, (guint) j), nnic_model_node_type (m, i));
+    }
+    ck_assert_uint_eq (nnic_model_n_params (back), nnic_model_n_params (m));
+    for (guint k = 0; k < nnic_model_n_params (m); k++) {
+      NnicParam *p = nnic_model_param (m, k);
+      NnicParam *q = nnic_model_find_param (back, p->name, &err);
+      ck_assert_msg (q != NULL, "%s: %s", cases[c], err ? err->message : "");
+      ck_assert (nnic_tensor_same_shape (p->value, q->value));
+      ck_assert (!memcmp (p->value->data, q->value->data, nnic_tensor_nbytes (p->value)));
+    }
+    for (int64_t batch = 1; batch <= 3; batch += 2) {
+      g_autoptr (NnicTensor) x = random_batch (m, batch, 21);
+      g_autoptr (NnicTensor) ya = nnic_tensor_copy (nnic_model_forward (m, x, &err), &err);
+      const NnicTensor *yb = nnic_model_forward (back, x, &err);
+      NNIC_ASSERT_NO_ERROR (err);
+      ck_assert (nnic_tensor_same_shape (ya, yb));
+      for (int64_t k = 0; k < ya->numel; k++)
+        ck_assert_msg (ya->f32[k] == yb->f32[k], "%s: output %" G_GINT64_FORMAT ": %g vs %g",
+                       cases[c], k, ya->f32[k], yb->f32[k]);
+    }
+  }
+}
+END_TEST
+
 START_TEST (test_pruned_weights_stay_pruned)
 {
   GError *err = NULL;
@@ -240,6 +286,7 @@ main (void)
   tcase_add_test (tc, test_builtin_round_trips);
   tcase_add_test (tc, test_slice_gather_concat_round_trip);
   tcase_add_test (tc, test_imported_slices_round_trip);
+  tcase_add_test (tc, test_binary_round_trips);
   tcase_add_test (tc, test_pruned_weights_stay_pruned);
   tcase_add_test (tc, test_export_errors);
   tcase_add_test (tc, test_qdq_all_zero_weight);

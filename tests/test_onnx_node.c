@@ -15,7 +15,8 @@
  *    Dropout's ratio/training_mode, Pad's pads/constant_value, the axes
  *    of the Reduce ops, Slice's starts/ends/axes/steps, Split's split,
  *    Gather's indices, Expand's shape), or when it is a data operand (Add,
- *    Concat, MatMul A) that broadcasts over the batch (fewer dimensions
+ *    Sub, Mul, Div, Pow, Concat, MatMul A) that broadcasts over the batch
+ *    (fewer dimensions
  *    than the first input, or a leading dimension of 1). A data operand
  *    that carries the batch dimension itself (test_add: x and y both
  *    [3, 4, 5]) is a second runtime input, which an nnic model (one data
@@ -220,9 +221,10 @@ parameter_slot (const char *op, size_t pos)
   return strcmp (op, "Conv") == 0 || strcmp (op, "Gemm") == 0 || strcmp (op, "MatMul") == 0 ||
          strcmp (op, "BatchNormalization") == 0 || strcmp (op, "Clip") == 0 ||
          strcmp (op, "Reshape") == 0 || strcmp (op, "Dropout") == 0 ||
+         strcmp (op, "Expand") == 0 /* shape */ ||
          strcmp (op, "Pad") == 0 /* pads, constant_value */ ||
          (g_str_has_prefix (op, "Reduce") && pos == 1) /* axes */ || strcmp (op, "Slice") == 0 ||
-         strcmp (op, "Split") == 0 || strcmp (op, "Gather") == 0 || strcmp (op, "Expand") == 0;
+         strcmp (op, "Split") == 0 || strcmp (op, "Gather") == 0;
 }
 
 static const Onnx__AttributeProto *

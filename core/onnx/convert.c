@@ -167,6 +167,35 @@ nnic_onnx_param_name (const char *node, const char *local)
 }
 
 gboolean
+nnic_onnx_state_dict_name (const char *name)
+{
+  gboolean letter = FALSE;
+  if (!name || !*name || g_str_has_prefix (name, "onnx::"))
+    return FALSE;
+  for (const char *c = name; *c; c++) {
+    if (!g_ascii_isalnum (*c) && *c != '_' && *c != '.')
+      return FALSE;
+    letter |= g_ascii_isalpha (*c) || *c == '_';
+  }
+  return letter;
+}
+
+char *
+nnic_onnx_fresh_name (NnicOnnxImport *ctx, const char *base)
+{
+  char *name = g_strdup (base);
+  for (guint k = 1;; k++) {
+    gboolean taken = nnic_model_find_node (ctx->m, name) >= 0;
+    for (size_t i = 0; !taken && ctx->names && i < ctx->graph->n_node; i++)
+      taken = i != ctx->node_index && ctx->names[i] && !strcmp (ctx->names[i], name);
+    if (!taken)
+      return name;
+    g_free (name);
+    name = g_strdup_printf ("%s_%u", base, k);
+  }
+}
+
+gboolean
 nnic_onnx_no_attrs (NnicOnnxImport *ctx, const NP *node, GError **error)
 {
   static const char *const none[] = { NULL };

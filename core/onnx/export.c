@@ -354,12 +354,16 @@ export_node (NnicOnnxExporter *x, guint i, GError **error)
     g_autofree char *prefix = g_strconcat (name, ".input", NULL);
     x->input0 = qdq_pair (x, x->value[nnic_model_node_input (x->model, i, 0)], prefix, in);
   }
+  /* The node's value is its name, unless its export named it otherwise
+   * (a Parameter expanded to the batch: the initializer has the name). */
+  x->value[i] = NULL;
   if (!export_layer (x, i, error))
     return FALSE;
-  x->value[i] = name;
+  if (!x->value[i])
+    x->value[i] = name;
   if (out) {
     g_autofree char *prefix = g_strconcat (name, ".output", NULL);
-    x->value[i] = qdq_pair (x, name, prefix, out);
+    x->value[i] = qdq_pair (x, x->value[i], prefix, out);
   }
   return TRUE;
 }

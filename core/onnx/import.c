@@ -265,13 +265,15 @@ create_model (NnicOnnxImport *ctx, GError **error)
                  nnic_onnx_dtype_name (tt->has_elem_type ? tt->elem_type : 0));
     return FALSE;
   }
-  if (!tt->shape || tt->shape->n_dim < 2 || tt->shape->n_dim > NNIC_MAX_DIMS) {
+  /* Images [N, C, H, W] and features [N, F] above all, but any rank: a
+   * sequence [N, T, D] goes to the ops that take it. */
+  if (!tt->shape || tt->shape->n_dim < 1 || tt->shape->n_dim > NNIC_MAX_DIMS) {
     g_autofree char *what = tt->shape ? g_strdup_printf ("rank %zu", tt->shape->n_dim)
                                       : g_strdup ("no shape");
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
-                 "%s: the graph input '%s' has %s; nnic models take a batch dimension and 1 to "
-                 "%d more ([N, C, H, W], [N, features], [N, tokens, features], ...)",
-                 ctx->source, in->name, what, NNIC_MAX_DIMS - 1);
+                 "%s: the graph input '%s' has %s; nnic models take a batch of tensors of rank "
+                 "1 to %d ([N, C, H, W], [N, features], ...)",
+                 ctx->source, in->name, what, NNIC_MAX_DIMS);
     return FALSE;
   }
   int64_t dims[NNIC_MAX_DIMS];
@@ -281,7 +283,7 @@ create_model (NnicOnnxImport *ctx, GError **error)
     dims[d] = known ? dim->dim_value : -1;
     if (d == 0) {
       if (known && dim->dim_value <= 0) {
-        /* 0 is an empty tensor, valid ONNX that nnic does not run */
+        /* 0 is an empty batch, valid ONNX; nnic runs at least one sample */
         g_set_error (error, NNIC_ERROR,
                      dim->dim_value == 0 ? NNIC_ERROR_UNSUPPORTED : NNIC_ERROR_FORMAT,
                      "%s: the graph input '%s' has batch size %" G_GINT64_FORMAT, ctx->source,

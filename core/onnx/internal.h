@@ -305,6 +305,14 @@ void nnic_onnx_set_merged (NnicOnnxImport *ctx, const Onnx__NodeProto *node, siz
                            gboolean merged);
 /* "NODE.LOCAL", a parameter's name (g_free). */
 char *nnic_onnx_param_name (const char *node, const char *local);
+/* A constant's name that is a state_dict key (`features.1.0.layer_scale`,
+ * `encoder.pos_embedding`), not one the exporter made up (`onnx::Mul_12`,
+ * `/Constant_output_0`, `245`): what a Parameter node made from it is named. */
+gboolean nnic_onnx_state_dict_name (const char *name);
+/* `base`, or `base_1`, `base_2`, ...: a name no nnic node has and names.c
+ * gave no other ONNX node than the one being converted (g_free). For the
+ * extra nodes a converter makes (Parameters). */
+char *nnic_onnx_fresh_name (NnicOnnxImport *ctx, const char *base);
 /* The node has no attributes, or an UNSUPPORTED error naming the first. */
 gboolean nnic_onnx_no_attrs (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GError **error);
 /* Input 0 as a graph value of per-sample rank `rank` (3: [N, C, H, W];

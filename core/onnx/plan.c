@@ -1,6 +1,7 @@
 /* ONNX import: the pass before building. It decides, for each node,
  * whether it becomes an nnic node (Constant, Identity, shape arithmetic on
- * constants and the DequantizeLinear of QDQ weights do not), which values
+ * constants and the DequantizeLinear of QDQ weights do not; an Expand of a
+ * constant to a shape holding the batch size does), which values
  * are constants, which Adds are a MatMul's bias (PyTorch's Linear on
  * inputs of rank > 2 exports as MatMul + Add), which patterns of nodes are
  * one activation (torch's GELU, SiLU, Hardswish before opset 14), and how

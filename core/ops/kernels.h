@@ -162,3 +162,17 @@ gboolean nnic_batchnorm_export (NnicOnnxExporter *x, guint i, GError **error);
 /* BatchNorm1d's and BatchNorm2d's shared setup (batchnorm2d.c), after the
  * caller has checked its input and set the output shape. */
 gboolean nnic_batchnorm_setup_common (NnicNode *node, const char *what, GError **error);
+
+/* The broadcasting binary ops (Add, Sub, Mul, Div, Pow; binary.c). */
+gboolean nnic_op_broadcasts (const NnicOp *op);
+
+/* parameter.c: whether node i is a Parameter of that parameter shape
+ * (cs[0..cn)) and per-sample shape (s[0..sn)), so that an initializer read
+ * by several nodes makes one node. */
+gboolean nnic_parameter_matches (const NnicModel *m, guint i, int cn, const int64_t *cs, int sn,
+                                 const int64_t *s);
+/* Whether node i is a Parameter exported as a bare initializer, without
+ * the batch: every node reading it broadcasts it against a tensor that
+ * has the batch (ONNX then aligns it as nnic does). Otherwise its export
+ * expands it to [N, shape...]. */
+gboolean nnic_parameter_unbatched (const NnicModel *m, guint i);

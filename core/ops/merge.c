@@ -1,110 +1,11 @@
-/* Nodes with several inputs: Add (a residual connection, a + b) and Concat
- * (torch.cat along any dimension but the batch; the channels, dim 1 of
- * [B, C, ...], unless said otherwise). */
+/* Concat: torch.cat along any dimension but the batch (the channels, dim 1
+ * of [B, C, ...], unless said otherwise). Add, the other op with several
+ * inputs, is in binary.c. */
 #include "core/ops/kernels.h"
 #include "core/onnx/internal.h"
 #include "core/onnx/exporter.h"
 
 #include <string.h>
-
-static gboolean
-add_setup (NnicNode *node, GError **error)
-{
-  if (node->n_inputs != 2) {
-    op_error (node, error, NNIC_ERROR_ARGUMENT, "Add takes two inputs, not %u", node->n_inputs);
-    return FALSE;
-  }
-  const NnicNode *a = node->inputs[0], *b = node->inputs[1];
-  if (a->shape_ndim != b->shape_ndim ||
-      memcmp (a->shape, b->shape, sizeof (int64_t) * (size_t) a->shape_ndim) != 0) {
-    g_autofree char *sa = nnic_shape_to_string (a->shape_ndim, a->shape);
-    g_autofree char *sb = nnic_shape_to_string (b->shape_ndim, b->shape);
-    op_error (node, error, NNIC_ERROR_SHAPE, "cannot add '%s' of shape %s and '%s' of shape %s",
-              a->name, sa, b->name, sb);
-    return FALSE;
-  }
-  node->shape_ndim = a->shape_ndim;
-  memcpy (node->shape, a->shape, sizeof (int64_t) * (size_t) a->shape_ndim);
-  return TRUE;
-}
-
-static void
-add_forward (NnicNode *node, gboolean training)
-{
-  (void) training;
-  const float *a = node->inputs[0]->out->f32, *b = node->inputs[1]->out->f32;
-  float *y = node->out->f32;
-  const int64_t n = node->out->numel;
-  for (int64_t i = 0; i < n; i++)
-    y[i] = a[i] + b[i];
-}
-
-/* Each input gets dy; x + x thus gets it twice, through the same gout. */
-static void
-add_backward (NnicNode *node)
-{
-  for (guint k = 0; k < 2; k++)
-    if (node->inputs[k]->gout)
-      op_acc (node->inputs[k]->gout->f32, node->gout->f32, node->gout->numel);
-}
-
-/* ---- ONNX ---- */
-
-static gboolean
-convert_add (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
-{
-  OnnxValue *a = nnic_onnx_input (ctx, node, 0, error);
-  OnnxValue *b = a ? nnic_onnx_input (ctx, node, 1, error) : NULL;
-  if (!b || !nnic_onnx_no_attrs (ctx, node, error))
-    return FALSE;
-  if (a->kind != ONNX_VALUE_NODE || b->kind != ONNX_VALUE_NODE) {
-    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                          "adding a constant ('%s') is not supported (only as the bias of a "
-                          "MatMul it follows)",
-                          a->kind == ONNX_VALUE_CONST ? a->name : b->name);
-    return FALSE;
-  }
-  int64_t sa[NNIC_MAX_DIMS], sb[NNIC_MAX_DIMS];
-  int na = nnic_onnx_value_shape (ctx, a, sa), nb = nnic_onnx_value_shape (ctx, b, sb);
-  if (na != nb || memcmp (sa, sb, sizeof (int64_t) * (size_t) MAX (na, 0)) != 0) {
-    g_autofree char *s1 = nnic_onnx_full_shape (na, sa);
-    g_autofree char *s2 = nnic_onnx_full_shape (nb, sb);
-    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                          "adding %s and %s (broadcasting) is not supported; the shapes must be "
-                          "equal",
-                          s1, s2);
-    return FALSE;
-  }
-  return nnic_onnx_added (ctx, node, name, nnic_model_add_add (ctx->m, name, a->node, b->node, error), error);
-}
-
-static gboolean
-export_add (NnicOnnxExporter *x, guint i, GError **error)
-{
-  (void) error;
-  nnic_onnx_export_simple (x, "Add", i);
-  return TRUE;
-}
-
-const NnicOp nnic_op_add = {
-  .type = "Add",
-  .setup = add_setup,
-  .reshape = NULL,
-  .forward = add_forward,
-  .backward = add_backward,
-  .finalize = NULL,
-  .channels = NNIC_CHANNELS_TIE,
-  .onnx_ops = (const char *const[]) { "Add", NULL },
-  .onnx_import = convert_add,
-  .onnx_export = export_add,
-};
-
-gboolean
-nnic_model_add_add (NnicModel *m, const char *name, const char *a, const char *b, GError **error)
-{
-  const char *in[2] = { a, b };
-  return nnic_graph_add_named (m, name, &nnic_op_add, in, 2, NULL, 0, error);
-}
 
 extern const NnicOp nnic_op_concat;
 
@@ -112,6 +13,50 @@ extern const NnicOp nnic_op_concat;
 typedef struct {
   int axis; /* per sample */
 } ConcatSpec;
+
+/* ---- ONNX ---- */
+
+static gboolean
+convert_concat (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
+{
+  static const char *const known[] = { "axis", NULL };
+  int64_t axis;
+  if (!nnic_onnx_attrs_known (ctx, node, known, error) ||
+      !nnic_onnx_attr_int (ctx, node, "axis", G_MININT64, &axis, error))
+    return FALSE;
+  if (node->n_input < 1 || axis == G_MININT64) {
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
+                          node->n_input < 1 ? "no inputs" : "the axis attribute is missing");
+    return FALSE;
+  }
+  g_autofree const char **inputs = g_new0 (const char *, node->n_input);
+  OnnxValue *first = NULL;
+  int a = 0;
+  for (size_t k = 0; k < node->n_input; k++) {
+    OnnxValue *v = nnic_onnx_input_node (ctx, node, k, error);
+    if (!v || (k == 0 && !nnic_onnx_value_axis (ctx, node, 0, v, axis, &a, error)))
+      return FALSE;
+    if (k == 0)
+      first = v;
+    if (v->merged != first->merged) {
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                            "'%s' has the batch merged into its first dimension (by a Reshape) "
+                            "and '%s' does not: their elements do not line up",
+                            v->merged ? v->name : first->name, v->merged ? first->name : v->name);
+      return FALSE;
+    }
+    inputs[k] = v->node;
+  }
+  ConcatSpec spec = { .axis = a };
+  if (!nnic_onnx_added (ctx, node, name,
+                        nnic_graph_add_named (ctx->m, name, &nnic_op_concat, inputs,
+                                              (guint) node->n_input, &spec, sizeof spec, error),
+                        error))
+    return FALSE;
+  /* along an axis past the first: a merged batch stays merged */
+  nnic_onnx_set_merged (ctx, node, 0, first->merged);
+  return TRUE;
+}
 
 static gboolean
 concat_setup (NnicNode *node, GError **error)
@@ -219,50 +164,6 @@ concat_option (const NnicNode *node, const char *key, double *value)
   if (strcmp (key, "dim") != 0)
     return FALSE;
   *value = NODE_SPEC (node, ConcatSpec)->axis + 1;
-  return TRUE;
-}
-
-/* ---- ONNX ---- */
-
-static gboolean
-convert_concat (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
-{
-  static const char *const known[] = { "axis", NULL };
-  int64_t axis;
-  if (!nnic_onnx_attrs_known (ctx, node, known, error) ||
-      !nnic_onnx_attr_int (ctx, node, "axis", G_MININT64, &axis, error))
-    return FALSE;
-  if (node->n_input < 1 || axis == G_MININT64) {
-    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
-                          node->n_input < 1 ? "no inputs" : "the axis attribute is missing");
-    return FALSE;
-  }
-  g_autofree const char **inputs = g_new0 (const char *, node->n_input);
-  OnnxValue *first = NULL;
-  int a = 0;
-  for (size_t k = 0; k < node->n_input; k++) {
-    OnnxValue *v = nnic_onnx_input_node (ctx, node, k, error);
-    if (!v || (k == 0 && !nnic_onnx_value_axis (ctx, node, 0, v, axis, &a, error)))
-      return FALSE;
-    if (k == 0)
-      first = v;
-    if (v->merged != first->merged) {
-      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                            "'%s' has the batch merged into its first dimension (by a Reshape) "
-                            "and '%s' does not: their elements do not line up",
-                            v->merged ? v->name : first->name, v->merged ? first->name : v->name);
-      return FALSE;
-    }
-    inputs[k] = v->node;
-  }
-  ConcatSpec spec = { .axis = a };
-  if (!nnic_onnx_added (ctx, node, name,
-                        nnic_graph_add_named (ctx->m, name, &nnic_op_concat, inputs,
-                                              (guint) node->n_input, &spec, sizeof spec, error),
-                        error))
-    return FALSE;
-  /* along an axis past the first: a merged batch stays merged */
-  nnic_onnx_set_merged (ctx, node, 0, first->merged);
   return TRUE;
 }
 

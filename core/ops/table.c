@@ -32,6 +32,12 @@
   X (silu)               \
   X (pad)                \
   X (reduce_mean)        \
+  X (sub)                \
+  X (mul)                \
+  X (div)                \
+  X (pow)                \
+  X (expand)             \
+  X (parameter)          \
   X (slice)              \
   X (gather)
 

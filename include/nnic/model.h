@@ -124,13 +124,47 @@ NNIC_API gboolean nnic_model_add_adaptive_avgpool2d (NnicModel *m, const char *n
                                                      const char *input, int out_h, int out_w,
                                                      GError **error);
 /* Flattens every dimension after the batch one (torch.flatten(x, 1)). */
-NNIC_API gboolean nnic_model_add_flatten (NnicModel *m, const char *name, const char *input,
-                                          GError **error);
+NNIC_API gboolean nnic_model_add_flatten (NnicModel *m, const char *name, const char *input, GError **error);
 NNIC_API gboolean nnic_model_add_dropout (NnicModel *m, const char *name, const char *input,
                                           double p, GError **error);
-/* Elementwise a + b (a residual connection); shapes must agree. */
+/* Elementwise a + b (a residual connection): nnic_model_add_binary with
+ * NNIC_BINARY_ADD. */
 NNIC_API gboolean nnic_model_add_add (NnicModel *m, const char *name, const char *a, const char *b,
                                       GError **error);
+/* Elementwise arithmetic (torch's a + b, a - b, a * b, a / b, a ** b; node
+ * types "Add", "Sub", "Mul", "Div", "Pow") with numpy's broadcasting of
+ * the per-sample shapes: aligned on the right, a dimension of 1 or a
+ * missing one repeats ([C, H, W] * [C, 1, 1], [T, D] + [D]); the batch is
+ * never broadcast. Gradients follow torch's, including pow's at 0. */
+typedef enum {
+  NNIC_BINARY_ADD,
+  NNIC_BINARY_SUB,
+  NNIC_BINARY_MUL,
+  NNIC_BINARY_DIV,
+  NNIC_BINARY_POW,
+} NnicBinaryOp;
+NNIC_API gboolean nnic_model_add_binary (NnicModel *m, const char *name, NnicBinaryOp op, const char *a,
+                                         const char *b, GError **error);
+/* x op c, or c op x when scalar_first (1 - x, 2 / x, 2 ** x): one input.
+ * The node's options "scalar" and "scalar_first" give c and the order. */
+NNIC_API gboolean nnic_model_add_binary_scalar (NnicModel *m, const char *name, NnicBinaryOp op,
+                                                const char *x, double c, gboolean scalar_first,
+                                                GError **error);
+/* A trainable tensor (torch's nn.Parameter used in arithmetic: a layer
+ * scale, a class token, a positional embedding) as a node with no input,
+ * of type "Parameter". Its one parameter is named as the node
+ * (`features.1.0.layer_scale`) and has the state_dict's shape
+ * param_shape[0..param_ndim); the node outputs it broadcast to the
+ * per-sample shape shape[0..ndim) for every sample, so param_shape must
+ * broadcast to [1, shape...] ([1, 50, 768] as [50, 768]; [C, 1, 1] as
+ * itself). Zero until loaded; nnic_model_init_params leaves it alone. */
+NNIC_API gboolean nnic_model_add_parameter (NnicModel *m, const char *name, const int64_t *param_shape,
+                                            int param_ndim, const int64_t *shape, int ndim, GError **error);
+/* x broadcast to the per-sample shape shape[0..ndim) of x's rank, where x
+ * has 1 (torch's x.expand(-1, C, H, W) of a [N, C, 1, 1] tensor); type
+ * "Expand". */
+NNIC_API gboolean nnic_model_add_expand (NnicModel *m, const char *name, const char *input,
+                                         const int64_t *shape, int ndim, GError **error);
 /* Concatenation along the channel dimension (dim 1). */
 NNIC_API gboolean nnic_model_add_concat (NnicModel *m, const char *name, const char *const *inputs,
                                          int n_inputs, GError **error);
@@ -228,7 +262,8 @@ NNIC_API gboolean nnic_model_node_pool2d_spec (const NnicModel *m, guint i, Nnic
  * and "max_val" (Hardtanh), "out_h" and "out_w" (AdaptiveAvgPool2d), "alpha"
  * and "beta" (Hardsigmoid), "approximate" (GELU: 0 exact, 1 tanh), "mode"
  * (an NnicPadMode) and "value" (Pad), "keepdims", "n_axes" and "axis0" ...
- * (ReduceMean).
+ * (ReduceMean), "scalar" and "scalar_first" (Add, Sub, Mul, Div, Pow with a
+ * constant).
  * FALSE when the node has no such option. (Reshape's target is its output
  * shape: nnic_model_node_shape.) */
 NNIC_API gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key,
@@ -237,10 +272,12 @@ NNIC_API gboolean nnic_model_node_option (const NnicModel *m, guint i, const cha
 /* ---- channel dependencies (for filter pruning) ---- */
 
 /* Sets of Conv2d/Linear nodes whose output channels must be pruned
- * together, because their outputs meet elementwise (Add) after layers that
- * keep channels one to one (BatchNorm2d, ReLU, ReLU6, pooling, Dropout,
- * Add). Concatenation along channels does not tie its inputs (NNI's
- * ChannelDependency). Each set is a GArray of guint node indices in model
+ * together, because their outputs meet elementwise (Add, Sub, Mul, Div,
+ * Pow: a residual sum, an SE block's x * gate) after layers that keep
+ * channels one to one (BatchNorm2d, ReLU, ReLU6, pooling, Dropout, Add,
+ * arithmetic with a scalar or a Parameter). An operand broadcast along the
+ * channels (a [1, H, W] gate) ties nothing. Concatenation along channels
+ * does not tie its inputs (NNI's ChannelDependency). Each set is a GArray of guint node indices in model
  * order, with at least two members; sets are ordered by their first node.
  * Free with g_ptr_array_unref(). */
 NNIC_API GPtrArray *nnic_model_channel_dependencies (const NnicModel *m);
