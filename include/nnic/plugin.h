@@ -37,6 +37,7 @@
 #include <gmodule.h>
 #include <nnic/version.h>
 #include <nnic/compress.h>
+#include <nnic/masker.h>
 
 G_BEGIN_DECLS
 
