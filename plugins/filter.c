@@ -2,11 +2,13 @@
  * FPGMPrunerMasker (tests/fixtures/nni-masks/SEMANTICS.md states the
  * rules). Conv2d only, as NNI's config validation of filter pruners.
  *
- * F = weight.shape[0], num_prune = int(F * sparsity) (double, truncated);
- * F < 2 or num_prune < 1 leaves the masks as they are. The weight scored
- * is weight * current mask (NNI's "apply base mask for iterative
- * pruning"; nnic keeps the masks applied to the weights, so for a fresh
- * or one-shot wrapper it is the raw weight).
+ * The opening is NNI's StructuredWeightMasker (nnic_structured_calc_mask,
+ * include/nnic/masker.h): F = weight.shape[0], num_prune = int(F *
+ * sparsity) (double, truncated); F < 2 or num_prune < 1 leaves the masks as
+ * they are. The weight scored is weight * current mask (NNI's "apply base
+ * mask for iterative pruning"; nnic keeps the masks applied to the
+ * weights, so for a fresh or one-shot wrapper it is the raw weight). Then
+ * each masker's get_mask:
  *  - l1filter: score_f = sum_j |W[f,j]|; l2filter: sqrt(sum_j W[f,j]^2).
  *    t = the num_prune-th smallest score; a filter stays iff score > t
  *    (ties at t all go: more than num_prune may be pruned). The masks are
@@ -21,7 +23,6 @@
 
 #include "filter_kernels.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +33,7 @@ typedef struct {
   const FilterKernels *kernels;
 } FilterState;
 
-/* ---- checks ---- */
+static const NnicStructuredMasker *masker (FilterKind kind);
 
 static gboolean
 check_conv (NnicWrapper *w, const char *algorithm, GError **error)
@@ -54,17 +55,11 @@ check_conv (NnicWrapper *w, const char *algorithm, GError **error)
   return TRUE;
 }
 
-static const char *
-kind_name (FilterKind kind)
-{
-  return kind == FILTER_L1 ? "l1filter" : kind == FILTER_L2 ? "l2filter" : "fpgm";
-}
-
 static gpointer
 filter_create (NnicCompressor *c, FilterKind kind, GError **error)
 {
   for (guint i = 0; i < nnic_compressor_n_wrappers (c); i++)
-    if (!check_conv (nnic_compressor_wrapper (c, i), kind_name (kind), error))
+    if (!check_conv (nnic_compressor_wrapper (c, i), masker (kind)->name, error))
       return NULL;
   FilterState *s = g_new0 (FilterState, 1);
   s->kind = kind;
@@ -90,70 +85,31 @@ fpgm_create (NnicCompressor *c, GError **error)
   return filter_create (c, FILTER_FPGM, error);
 }
 
-/* ---- the weight to score ---- */
-
-/* The weight with the current mask applied: the parameter itself when the
- * mask has no zero (the usual case: nnic keeps masks applied), else a
- * masked copy in *copy. */
-static const float *
-masked_weight (NnicWrapper *w, NnicTensor **copy, GError **error)
-{
-  NnicTensor *weight = nnic_wrapper_weight (w);
-  const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
-  *copy = NULL;
-  if (!mask || !memchr (mask->u8, 0, (size_t) mask->numel))
-    return weight->f32;
-  if (!(*copy = nnic_tensor_new_like (weight, error)))
-    return NULL;
-  for (int64_t i = 0; i < weight->numel; i++)
-    (*copy)->f32[i] = mask->u8[i] ? weight->f32[i] : 0.0f;
-  return (*copy)->f32;
-}
-
-/* ---- scores, thresholds, masks ---- */
-
+/* NNI's get_channel_sum: the score of each filter of `weight` (weight *
+ * mask), lower pruned first. */
 static gboolean
-filter_scores (const FilterState *s, NnicWrapper *w, float *scores, GError **error)
+channel_sum (const FilterState *s, const NnicTensor *weight, float *scores, GError **error)
 {
-  if (!check_conv (w, kind_name (s->kind), error))
-    return FALSE;
-  NnicTensor *weight = nnic_wrapper_weight (w);
   const int64_t filters = weight->shape[0], per = weight->numel / filters;
-  g_autoptr (NnicTensor) copy = NULL;
-  const float *wv = masked_weight (w, &copy, error);
-  if (!wv)
-    return FALSE;
   if (s->kind == FILTER_FPGM)
-    return filter_distance_sums (s->kernels, wv, filters, per, scores, error);
-  filter_norms (s->kernels, wv, filters, per, s->kind == FILTER_L2, scores);
+    return filter_distance_sums (s->kernels, weight->f32, filters, per, scores, error);
+  filter_norms (s->kernels, weight->f32, filters, per, s->kind == FILTER_L2, scores);
   return TRUE;
 }
 
-/* Ascending, NaN last (torch.topk's order for largest=False). */
-static int
-cmp_float (const void *pa, const void *pb)
-{
-  const float a = *(const float *) pa, b = *(const float *) pb;
-  if (isnan (a) || isnan (b))
-    return isnan (a) - isnan (b);
-  return (a > b) - (a < b);
-}
+/* ---- L1FilterPrunerMasker, L2FilterPrunerMasker ---- */
 
-/* Sets the masks of whole filters: keep[f] = 0 prunes filter f (and its
- * bias entry). With `from_current`, filters already masked stay as they
- * were (FPGM); otherwise the masks are made fresh from keep (L1/L2). */
+/* Masks made fresh from keep[f] (0 prunes filter f and its bias entry). */
 static gboolean
-set_filter_masks (NnicWrapper *w, const guint8 *keep, gboolean from_current, GError **error)
+set_filter_masks (NnicWrapper *w, const guint8 *keep, GError **error)
 {
   NnicTensor *weight = nnic_wrapper_weight (w);
   const int64_t filters = weight->shape[0], per = weight->numel / filters;
-  g_autoptr (NnicTensor) mask = from_current ? nnic_tensor_copy (nnic_wrapper_get_mask (w, "weight"), error)
-                                             : nnic_tensor_new (NNIC_DTYPE_U8, weight->ndim, weight->shape, error);
+  g_autoptr (NnicTensor) mask = nnic_tensor_new (NNIC_DTYPE_U8, weight->ndim, weight->shape, error);
   if (!mask)
     return FALSE;
   for (int64_t f = 0; f < filters; f++)
-    if (!from_current || !keep[f])
-      memset (mask->u8 + f * per, keep[f] ? 1 : 0, (size_t) per);
+    memset (mask->u8 + f * per, keep[f] ? 1 : 0, (size_t) per);
   if (!nnic_wrapper_set_mask (w, "weight", mask, error))
     return FALSE;
   const NnicTensor *old_bias = nnic_wrapper_get_mask (w, "bias");
@@ -163,53 +119,84 @@ set_filter_masks (NnicWrapper *w, const guint8 *keep, gboolean from_current, GEr
   if (!bias)
     return FALSE;
   for (int64_t f = 0; f < filters; f++)
-    if (!from_current || !keep[f])
-      bias->u8[f] = keep[f] ? 1 : 0;
+    bias->u8[f] = keep[f] ? 1 : 0;
   return nnic_wrapper_set_mask (w, "bias", bias, error);
+}
+
+/* t = the num_prune-th smallest score (torch.topk(largest=False)'s max);
+ * a filter stays iff its score > t. */
+static gboolean
+norm_get_mask (gpointer state, const NnicFilterPruning *p, gboolean *ready, GError **error)
+{
+  (void) ready;
+  const int64_t filters = p->filters;
+  g_autofree float *scores = g_new (float, filters);
+  if (!channel_sum (state, p->weight, scores, error))
+    return FALSE;
+  g_autofree float *sorted = g_memdup2 (scores, sizeof (float) * (gsize) filters);
+  qsort (sorted, (size_t) filters, sizeof (float), nnic_float_compare);
+  const float t = sorted[p->num_prune - 1];
+  g_autofree guint8 *keep = g_new (guint8, filters);
+  for (int64_t f = 0; f < filters; f++)
+    keep[f] = scores[f] > t;
+  return set_filter_masks (p->wrapper, keep, error);
+}
+
+/* ---- FPGMPrunerMasker ---- */
+
+/* Exactly num_prune, the smallest d_f, ties to the lower index, on top of
+ * the current mask. */
+static gboolean
+fpgm_get_mask (gpointer state, const NnicFilterPruning *p, gboolean *ready, GError **error)
+{
+  (void) ready;
+  g_autofree float *d = g_new (float, p->filters);
+  if (!channel_sum (state, p->weight, d, error))
+    return FALSE;
+  g_autofree double *scores = g_new (double, p->filters);
+  for (int64_t f = 0; f < p->filters; f++)
+    scores[f] = d[f];
+  return nnic_wrapper_prune_lowest (p->wrapper, scores, p->num_prune, error);
+}
+
+/* ---- the vtables ---- */
+
+#define CONV_MASKER(name_, get_mask_) \
+  { .struct_size = sizeof (NnicStructuredMasker), .name = name_, .op_type = "Conv2d", .get_mask = get_mask_ }
+
+static const NnicStructuredMasker maskers[] = {
+  [FILTER_L1] = CONV_MASKER ("l1filter", norm_get_mask),
+  [FILTER_L2] = CONV_MASKER ("l2filter", norm_get_mask),
+  [FILTER_FPGM] = CONV_MASKER ("fpgm", fpgm_get_mask),
+};
+
+static const NnicStructuredMasker *
+masker (FilterKind kind)
+{
+  return &maskers[kind];
 }
 
 static gboolean
 filter_calc_mask (gpointer state, NnicCompressor *c, NnicWrapper *w, guint index, double sparsity,
                   gboolean *ready, GError **error)
 {
-  (void) c;
-  (void) index;
   const FilterState *s = state;
-  *ready = TRUE;
-  if (!check_conv (w, kind_name (s->kind), error))
-    return FALSE;
-  const int64_t filters = nnic_wrapper_weight (w)->shape[0];
-  const int64_t num_prune = (int64_t) ((double) filters * sparsity);
-  if (filters < 2 || num_prune < 1)
-    return TRUE; /* NNI returns the current masks unchanged */
-  g_autofree float *scores = g_new (float, filters);
-  g_autofree guint8 *keep = g_new (guint8, filters);
-  if (!filter_scores (s, w, scores, error))
-    return FALSE;
-  if (s->kind == FILTER_FPGM) {
-    /* Exactly num_prune, the smallest d_f, ties to the lower index, on top
-     * of the current mask. */
-    g_autofree double *d = g_new (double, filters);
-    for (int64_t f = 0; f < filters; f++)
-      d[f] = scores[f];
-    return nnic_wrapper_prune_lowest (w, d, num_prune, error);
-  }
-  /* t = the num_prune-th smallest score; keep score > t. */
-  g_autofree float *sorted = g_memdup2 (scores, sizeof (float) * (gsize) filters);
-  qsort (sorted, (size_t) filters, sizeof (float), cmp_float);
-  const float t = sorted[num_prune - 1];
-  for (int64_t f = 0; f < filters; f++)
-    keep[f] = scores[f] > t;
-  return set_filter_masks (w, keep, FALSE, error);
+  return nnic_structured_calc_mask (masker (s->kind), state, c, w, index, sparsity, ready, error);
 }
 
+/* Dependency-aware mode: the core ranks layers that must agree by the sum
+ * of these. */
 static gboolean
 filter_channel_scores (gpointer state, NnicCompressor *c, NnicWrapper *w, float *scores,
                        gboolean *ready, GError **error)
 {
   (void) c;
+  const FilterState *s = state;
   *ready = TRUE;
-  return filter_scores (state, w, scores, error);
+  if (!check_conv (w, masker (s->kind)->name, error))
+    return FALSE;
+  g_autoptr (NnicTensor) weight = nnic_wrapper_masked_weight (w, error);
+  return weight && channel_sum (s, weight, scores, error);
 }
 
 #define FILTER_VTABLE(create_fn)                                                   \
