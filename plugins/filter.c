@@ -161,8 +161,11 @@ fpgm_get_mask (gpointer state, const NnicFilterPruning *p, gboolean *ready, GErr
 
 /* ---- the vtables ---- */
 
-#define CONV_MASKER(name_, get_mask_) \
-  { .struct_size = sizeof (NnicStructuredMasker), .name = name_, .op_type = "Conv2d", .get_mask = get_mask_ }
+#define CONV_MASKER(name_, get_mask_)                                                 \
+  {                                                                                   \
+    .struct_size = sizeof (NnicStructuredMasker), .name = name_, .op_type = "Conv2d", \
+    .get_mask = get_mask_                                                             \
+  }
 
 static const NnicStructuredMasker maskers[] = {
   [FILTER_L1] = CONV_MASKER ("l1filter", norm_get_mask),

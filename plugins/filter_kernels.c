@@ -230,7 +230,8 @@ filter_kernels (void)
  * than it saves on the sizes of a conv layer (and much more on a loaded
  * machine). */
 void
-filter_norms (const FilterKernels *k, const float *wv, int64_t filters, int64_t per, gboolean square, float *scores)
+filter_norms (const FilterKernels *k, const float *wv, int64_t filters, int64_t per, gboolean square,
+              float *scores)
 {
   k->norm_rows (wv, per, 0, filters, square, scores);
 }
@@ -247,8 +248,8 @@ pair_distance (double sum2)
 /* d_f = sum_g dist(f, g), for all f: the F x F distances (each pair once),
  * then the row sums in a fixed order (g ascending, in double). */
 gboolean
-filter_distance_sums (const FilterKernels *k, const float *wv, int64_t filters, int64_t per, float *scores,
-                      GError **error)
+filter_distance_sums (const FilterKernels *k, const float *wv, int64_t filters, int64_t per,
+                      float *scores, GError **error)
 {
   if ((double) filters * (double) filters * sizeof (float) > (double) NNIC_TENSOR_MAX_BYTES) {
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "fpgm: %" G_GINT64_FORMAT " filters are too many",

@@ -100,7 +100,8 @@ slim_get_mask (gpointer state, const NnicFilterPruning *p, gboolean *ready, GErr
                nnic_wrapper_name (p->wrapper), p->filters, (double) s->threshold);
   if (!nnic_wrapper_set_mask (p->wrapper, "weight", mask, error))
     return FALSE;
-  return !nnic_wrapper_get_mask (p->wrapper, "bias") || nnic_wrapper_set_mask (p->wrapper, "bias", mask, error);
+  return !nnic_wrapper_get_mask (p->wrapper, "bias") ||
+         nnic_wrapper_set_mask (p->wrapper, "bias", mask, error);
 }
 
 /* Slim's masks are made fresh: all ones when there is nothing to prune. */

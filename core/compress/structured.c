@@ -10,7 +10,8 @@ nnic_wrapper_masked_weight (NnicWrapper *w, GError **error)
 {
   NnicTensor *weight = nnic_wrapper_weight (w);
   if (!weight) {
-    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "layer '%s' has no weight", nnic_wrapper_name (w));
+    g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT, "layer '%s' has no weight",
+                 nnic_wrapper_name (w));
     return NULL;
   }
   const NnicTensor *mask = nnic_wrapper_get_mask (w, "weight");
@@ -52,7 +53,8 @@ nnic_structured_calc_mask (const NnicStructuredMasker *masker, gpointer state, N
   if (!ready)
     ready = &unused;
   *ready = TRUE;
-  if (!masker || masker->struct_size < G_STRUCT_OFFSET (NnicStructuredMasker, get_mask) + sizeof (gpointer) ||
+  if (!masker ||
+      masker->struct_size < G_STRUCT_OFFSET (NnicStructuredMasker, get_mask) + sizeof (gpointer) ||
       !masker->get_mask) {
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
                  "nnic_structured_calc_mask: the masker needs its struct_size and a get_mask");

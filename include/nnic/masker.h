@@ -57,9 +57,9 @@ typedef struct {
  * masks as they are (or all ones, with base_mask_ones) when F < 2 or
  * num_prune < 1; otherwise calls masker->get_mask. Errors of get_mask are
  * passed on as they are. */
-gboolean nnic_structured_calc_mask (const NnicStructuredMasker *masker, gpointer state, NnicCompressor *c,
-                                    NnicWrapper *w, guint wrapper_index, double sparsity, gboolean *ready,
-                                    GError **error);
+gboolean nnic_structured_calc_mask (const NnicStructuredMasker *masker, gpointer state,
+                                    NnicCompressor *c, NnicWrapper *w, guint wrapper_index,
+                                    double sparsity, gboolean *ready, GError **error);
 
 /* The weight times the current weight mask, the tensor a filter masker
  * ranks (channel_scores needs it without the opening above). Free it
