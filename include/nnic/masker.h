@@ -13,6 +13,8 @@
  */
 #pragma once
 
+#include <nnic/export.h>
+
 #include <glib.h>
 #include <nnic/tensor.h>
 #include <nnic/compress.h>
@@ -57,7 +59,7 @@ typedef struct {
  * masks as they are (or all ones, with base_mask_ones) when F < 2 or
  * num_prune < 1; otherwise calls masker->get_mask. Errors of get_mask are
  * passed on as they are. */
-gboolean nnic_structured_calc_mask (const NnicStructuredMasker *masker, gpointer state,
+NNIC_API gboolean nnic_structured_calc_mask (const NnicStructuredMasker *masker, gpointer state,
                                     NnicCompressor *c, NnicWrapper *w, guint wrapper_index,
                                     double sparsity, gboolean *ready, GError **error);
 
@@ -66,12 +68,12 @@ gboolean nnic_structured_calc_mask (const NnicStructuredMasker *masker, gpointer
  * with nnic_tensor_free(); never write to it: when the mask has no zero
  * it is a view of the parameter itself, which is the usual case and
  * costs no copy. NULL with an error when the wrapper has no weight. */
-NnicTensor *nnic_wrapper_masked_weight (NnicWrapper *w, GError **error);
+NNIC_API NnicTensor *nnic_wrapper_masked_weight (NnicWrapper *w, GError **error);
 
 /* A qsort() comparator for float scores: ascending, every NaN after every
  * number (torch.sort's and torch.topk(largest=False)'s order, so that a
  * NaN score is never chosen as a threshold before a number is), NaNs
  * equal among themselves. */
-int nnic_float_compare (const void *a, const void *b);
+NNIC_API int nnic_float_compare (const void *a, const void *b);
 
 G_END_DECLS

@@ -8,6 +8,8 @@
  */
 #pragma once
 
+#include <nnic/export.h>
+
 #include <glib.h>
 #include <stdint.h>
 
@@ -24,6 +26,6 @@ typedef void (*NnicRangeFn) (int64_t lo, int64_t hi, gpointer user_data);
  * results are the same bits on any number of threads. fn must not write
  * where another range reads, and returns before nnic_parallel_for() does.
  * Inside an outer parallel region it runs fn (0, n) in the calling thread. */
-void nnic_parallel_for (int64_t n, NnicRangeFn fn, gpointer user_data);
+NNIC_API void nnic_parallel_for (int64_t n, NnicRangeFn fn, gpointer user_data);
 
 G_END_DECLS
