@@ -1,5 +1,7 @@
 #include "core/parallel.h"
 
+#include <nnic/parallel.h>
+
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
@@ -40,4 +42,26 @@ nnic_parallel_zero (float *x, int64_t n)
 #pragma omp parallel for schedule(static) if (blocks > 1)
   for (int64_t b = 0; b < blocks; b++)
     memset (x + b * block, 0, sizeof (float) * (size_t) MIN (block, n - b * block));
+}
+
+/* The size below which nnic_parallel_for stays in the calling thread
+ * (include/nnic/parallel.h states it). */
+#define PARALLEL_FOR_MIN 65536
+
+void
+nnic_parallel_for (int64_t n, NnicRangeFn fn, gpointer user_data)
+{
+  if (n <= 0)
+    return;
+  if (n <= PARALLEL_FOR_MIN || omp_in_parallel ()) {
+    fn (0, n, user_data);
+    return;
+  }
+#pragma omp parallel
+  {
+    int64_t lo, hi;
+    nnic_split_range (n, omp_get_num_threads (), omp_get_thread_num (), &lo, &hi);
+    if (lo < hi)
+      fn (lo, hi, user_data);
+  }
 }

@@ -9,7 +9,8 @@
  * over every batch collected, and prune the num_prune = (int64_t) ((double)
  * F * sparsity) filters of smallest score: weight_mask[f] = bias_mask[f] =
  * 0, from the current masks. F < 2 or num_prune < 1 leaves the masks as
- * they are.
+ * they are (that opening is nnic_structured_calc_mask's, NNI's
+ * StructuredWeightMasker).
  *
  * Timing, as in NNI: an activation collector (NNI's forward hook) counts
  * every forward of the wrapped layers, in training or evaluation mode.
@@ -215,39 +216,49 @@ rank_destroy (gpointer state)
   g_free (r);
 }
 
+/* NNI's get_mask of both: the num_prune filters of smallest score, or
+ * None (*ready = FALSE) before statistics_batch_num batches. */
 static gboolean
-rank_calc_mask (gpointer state, NnicCompressor *c, NnicWrapper *w, guint index, double sparsity,
-                gboolean *ready, GError **error)
+rank_get_mask (gpointer state, const NnicFilterPruning *p, gboolean *ready, GError **error)
 {
-  (void) index;
   Rank *r = state;
-  NnicTensor *weight = nnic_wrapper_weight (w);
-  const int64_t filters = weight->shape[0];
-  const int64_t num_prune = (int64_t) ((double) filters * sparsity);
-  *ready = TRUE;
-  if (filters < 2 || num_prune < 1)
-    return TRUE; /* NNI returns the current masks unchanged */
+  NnicWrapper *w = p->wrapper;
   const char *name = r->kind == RANK_APOZ ? "activation_zeros" : "activation_sum";
   NnicTensor *stat = nnic_wrapper_get_attribute_tensor (w, name);
   const double elements = attr_number (w, "activation_elements");
   if (!statistics_complete (w) || !stat || !(elements > 0)) {
-    *ready = FALSE; /* NNI's None: ask again after the next step */
+    *ready = FALSE; /* ask again after the next step */
     return TRUE;
   }
-  if (stat->numel != filters) {
+  if (stat->numel != p->filters) {
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_SHAPE,
                  "%s: statistics of %" G_GINT64_FORMAT " channels for %" G_GINT64_FORMAT " filters",
-                 nnic_wrapper_name (w), stat->numel, filters);
+                 nnic_wrapper_name (w), stat->numel, p->filters);
     return FALSE;
   }
-  g_autofree double *scores = g_new (double, filters);
-  for (int64_t f = 0; f < filters; f++)
+  g_autofree double *scores = g_new (double, p->filters);
+  for (int64_t f = 0; f < p->filters; f++)
     scores[f] = r->kind == RANK_APOZ ? 1.0 - (double) stat->i64[f] / elements
                                      : (double) stat->f32[f] / elements;
-  if (!nnic_wrapper_prune_lowest (w, scores, num_prune, error))
+  if (!nnic_wrapper_prune_lowest (w, scores, p->num_prune, error))
     return FALSE;
-  maybe_remove_collector (r, c);
+  maybe_remove_collector (r, p->compressor);
   return TRUE;
+}
+
+static const NnicStructuredMasker rank_maskers[] = {
+  [RANK_APOZ] = { .struct_size = sizeof (NnicStructuredMasker), .name = "apoz", .op_type = "Conv2d",
+                  .get_mask = rank_get_mask },
+  [RANK_MEAN] = { .struct_size = sizeof (NnicStructuredMasker), .name = "mean_activation",
+                  .op_type = "Conv2d", .get_mask = rank_get_mask },
+};
+
+static gboolean
+rank_calc_mask (gpointer state, NnicCompressor *c, NnicWrapper *w, guint index, double sparsity,
+                gboolean *ready, GError **error)
+{
+  const Rank *r = state;
+  return nnic_structured_calc_mask (&rank_maskers[r->kind], state, c, w, index, sparsity, ready, error);
 }
 
 static const NnicMaskerVTable apoz_vtable = {

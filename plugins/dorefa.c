@@ -32,9 +32,6 @@
 
 #include <math.h>
 
-/* Below this many elements a loop stays on one thread. */
-#define PARALLEL_MIN 65536
-
 static gpointer
 dorefa_create (NnicCompressor *c, GError **error)
 {
@@ -58,6 +55,36 @@ dorefa_destroy (gpointer state)
   g_free (state);
 }
 
+typedef struct {
+  const float *w;
+  float *t;
+  float twice, fs, scale;
+} DoReFa;
+
+/* t = tanh(w). */
+static void
+tanh_range (int64_t lo, int64_t hi, gpointer data)
+{
+  const DoReFa *d = data;
+  const float *w = d->w;
+  float *t = d->t;
+  for (int64_t i = lo; i < hi; i++)
+    t[i] = tanhf (w[i]);
+}
+
+/* k = round((t / 2 max + 1/2) s), w_q = (2k - s) / s, in place. */
+static void
+grid_range (int64_t lo, int64_t hi, gpointer data)
+{
+  const DoReFa *d = data;
+  const float twice = d->twice, fs = d->fs, scale = d->scale;
+  float *t = d->t;
+  for (int64_t i = lo; i < hi; i++) {
+    const float k = rintf ((t[i] / twice + 0.5f) * fs);
+    t[i] = (2.0f * k - fs) * scale;
+  }
+}
+
 static void
 dorefa_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight, NnicTensor *out)
 {
@@ -69,19 +96,14 @@ dorefa_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight
   float *t = out->f32;
   /* The elementwise passes on all cores for a large layer (the same bits
    * either way); the max stays one ordered pass. */
-#pragma omp parallel for if (n > PARALLEL_MIN) schedule (static)
-  for (int64_t i = 0; i < n; i++)
-    t[i] = tanhf (weight->f32[i]);
+  DoReFa d = { .w = weight->f32, .t = t, .fs = fs, .scale = scale };
+  nnic_parallel_for (n, tanh_range, &d);
   float max = 0.0f;
   for (int64_t i = 0; i < n; i++)
     max = fmaxf (max, fabsf (t[i]));
   if (max > 0.0f) {
-    const float twice = 2.0f * max;
-#pragma omp parallel for if (n > PARALLEL_MIN) schedule (static)
-    for (int64_t i = 0; i < n; i++) {
-      const float k = rintf ((t[i] / twice + 0.5f) * fs);
-      t[i] = (2.0f * k - fs) * scale;
-    }
+    d.twice = 2.0f * max;
+    nnic_parallel_for (n, grid_range, &d);
   } else {
     for (int64_t i = 0; i < n; i++)
       t[i] = t[i] == t[i] ? 0.0f : t[i]; /* all zero (NaN stays NaN) */

@@ -9,9 +9,6 @@
 
 #include <math.h>
 
-/* Below this many elements a loop stays on one thread. */
-#define PARALLEL_MIN 65536
-
 /* int8 with zero point 0: q in [-127, 127] (truncation never reaches -128). */
 static gboolean
 publish (NnicWrapper *w, double scale, GError **error)
@@ -38,6 +35,23 @@ naive_setup_wrapper (gpointer state, NnicCompressor *c, NnicWrapper *w, GError *
   return publish (w, 0.0, error);
 }
 
+typedef struct {
+  const float *w;
+  float *out;
+  float scale;
+} Trunc;
+
+/* w_q = trunc(w / scale) * scale, over [lo, hi). */
+static void
+trunc_range (int64_t lo, int64_t hi, gpointer data)
+{
+  const Trunc *t = data;
+  const float *w = t->w, s = t->scale;
+  float *out = t->out;
+  for (int64_t i = lo; i < hi; i++)
+    out[i] = s > 0 ? truncf (w[i] / s) * s : 0.0f;
+}
+
 static void
 naive_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight, NnicTensor *out)
 {
@@ -49,12 +63,8 @@ naive_quantize_weight (gpointer state, NnicWrapper *w, const NnicTensor *weight,
   nnic_wrapper_get_quant (w, NNIC_QUANT_WEIGHT, &p);
   const double scale = fmax (p.scale, (double) max / 127.0);
   publish (w, scale, NULL);
-  const float s = (float) scale;
-  const int64_t n = weight->numel;
-  /* Elementwise: on all cores for a large layer (the same bits either way). */
-#pragma omp parallel for if (n > PARALLEL_MIN) schedule (static)
-  for (int64_t i = 0; i < n; i++)
-    out->f32[i] = s > 0 ? truncf (weight->f32[i] / s) * s : 0.0f;
+  Trunc t = { weight->f32, out->f32, (float) scale };
+  nnic_parallel_for (weight->numel, trunc_range, &t);
 }
 
 static const NnicQuantizerVTable naive_vtable = {

@@ -52,9 +52,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Below this many elements a loop stays on one thread. */
-#define PARALLEL_MIN 65536
-
 #define QAT_EMA_DECAY 0.99f
 
 typedef struct {
@@ -94,18 +91,32 @@ quant_params (int bits, float rmin, float rmax, float *scale, float *zero_point)
   *zero_point = z < 0.0f ? 0.0f : z > qmax ? qmax : rintf (z);
 }
 
-/* _quantize then _dequantize, from src into dst (which may be src). */
+typedef struct {
+  float qmax, scale, zero_point;
+  const float *src;
+  float *dst;
+} FakeQuant;
+
 static void
-fake_quantize (int bits, float scale, float zero_point, const float *src, float *dst, int64_t n)
+fake_quantize_range (int64_t lo, int64_t hi, gpointer data)
 {
-  const float qmax = (float) ((1 << bits) - 1);
-  /* Elementwise: on all cores for a large tensor (the same bits either way). */
-#pragma omp parallel for if (n > PARALLEL_MIN) schedule (static)
-  for (int64_t i = 0; i < n; i++) {
+  const FakeQuant *q = data;
+  const float qmax = q->qmax, scale = q->scale, zero_point = q->zero_point;
+  const float *src = q->src;
+  float *dst = q->dst;
+  for (int64_t i = lo; i < hi; i++) {
     float t = zero_point + src[i] / scale;
     t = t < 0.0f ? 0.0f : t > qmax ? qmax : t; /* NaN stays NaN, as in torch.clamp */
     dst[i] = scale * (rintf (t) - zero_point);
   }
+}
+
+/* _quantize then _dequantize, from src into dst (which may be src). */
+static void
+fake_quantize (int bits, float scale, float zero_point, const float *src, float *dst, int64_t n)
+{
+  FakeQuant q = { (float) ((1 << bits) - 1), scale, zero_point, src, dst };
+  nnic_parallel_for (n, fake_quantize_range, &q);
 }
 
 static void

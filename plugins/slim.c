@@ -10,12 +10,13 @@
  * count is not enforced: a layer may lose anything from none to all of its
  * channels. Losing all of them kills the network, which NNI does silently
  * (all gammas = 1 after PyTorch's init gives t = 1 and prunes everything);
- * nnic does the same, and warns. */
+ * nnic does the same, and warns. The opening (type check, num_prune,
+ * gamma * mask) is nnic_structured_calc_mask's, with all-ones base masks
+ * as NNI's SlimPrunerMasker makes them. */
 #include <nnic/plugin.h>
 
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 typedef struct {
   float threshold;
@@ -33,16 +34,6 @@ check_bn (NnicWrapper *w, GError **error)
     return FALSE;
   }
   return TRUE;
-}
-
-/* Ascending, NaN last (torch.topk's order for largest=False). */
-static int
-cmp_float (const void *pa, const void *pb)
-{
-  const float a = *(const float *) pa, b = *(const float *) pb;
-  if (isnan (a) || isnan (b))
-    return isnan (a) - isnan (b);
-  return (a > b) - (a < b);
 }
 
 static gpointer
@@ -82,49 +73,51 @@ slim_create (NnicCompressor *c, GError **error)
     for (int64_t j = 0; j < gamma->numel; j++)
       all[at++] = fabsf (gamma->f32[j]);
   }
-  qsort (all, (size_t) total, sizeof (float), cmp_float);
+  qsort (all, (size_t) total, sizeof (float), nnic_float_compare);
   SlimState *s = g_new0 (SlimState, 1);
   s->threshold = all[k - 1];
   return s;
 }
 
+/* NNI's SlimPrunerMasker.calc_mask once num_prune >= 1: |gamma * mask| >
+ * the global threshold, for the weight and the bias (beta) alike. */
 static gboolean
-slim_calc_mask (gpointer state, NnicCompressor *c, NnicWrapper *w, guint index, double sparsity,
-                gboolean *ready, GError **error)
+slim_get_mask (gpointer state, const NnicFilterPruning *p, gboolean *ready, GError **error)
 {
-  (void) c;
-  (void) index;
+  (void) ready;
   const SlimState *s = state;
-  *ready = TRUE;
-  if (!check_bn (w, error))
-    return FALSE;
-  const NnicTensor *gamma = nnic_wrapper_weight (w);
-  const NnicTensor *old = nnic_wrapper_get_mask (w, "weight");
-  const int64_t channels = gamma->numel;
-  const int64_t num_prune = (int64_t) ((double) channels * sparsity);
+  const NnicTensor *gamma = p->weight;
   g_autoptr (NnicTensor) mask = nnic_tensor_new (NNIC_DTYPE_U8, gamma->ndim, gamma->shape, error);
   if (!mask)
     return FALSE;
-  int64_t kept = channels;
-  if (channels >= 2 && num_prune >= 1) {
-    kept = 0;
-    for (int64_t i = 0; i < channels; i++) {
-      const float g = old->u8[i] ? fabsf (gamma->f32[i]) : 0.0f;
-      mask->u8[i] = g > s->threshold;
-      kept += mask->u8[i];
-    }
-  } else {
-    memset (mask->u8, 1, (size_t) channels);
-  }
+  int64_t kept = 0;
+  for (int64_t i = 0; i < p->filters; i++)
+    kept += mask->u8[i] = fabsf (gamma->f32[i]) > s->threshold;
   if (kept == 0)
     g_warning ("slim: %s loses all %" G_GINT64_FORMAT " of its channels (every |gamma| <= threshold %g): "
                "the network will be dead; train with an L1 penalty on the BN scales first (NNI's "
                "SlimPruner recipe)",
-               nnic_wrapper_name (w), channels, (double) s->threshold);
-  if (!nnic_wrapper_set_mask (w, "weight", mask, error))
+               nnic_wrapper_name (p->wrapper), p->filters, (double) s->threshold);
+  if (!nnic_wrapper_set_mask (p->wrapper, "weight", mask, error))
     return FALSE;
-  /* The bias (beta) mask is the weight's. */
-  return !nnic_wrapper_get_mask (w, "bias") || nnic_wrapper_set_mask (w, "bias", mask, error);
+  return !nnic_wrapper_get_mask (p->wrapper, "bias") ||
+         nnic_wrapper_set_mask (p->wrapper, "bias", mask, error);
+}
+
+/* Slim's masks are made fresh: all ones when there is nothing to prune. */
+static const NnicStructuredMasker slim_masker = {
+  .struct_size = sizeof (NnicStructuredMasker),
+  .name = "slim",
+  .op_type = "BatchNorm2d",
+  .base_mask_ones = TRUE,
+  .get_mask = slim_get_mask,
+};
+
+static gboolean
+slim_calc_mask (gpointer state, NnicCompressor *c, NnicWrapper *w, guint index, double sparsity,
+                gboolean *ready, GError **error)
+{
+  return nnic_structured_calc_mask (&slim_masker, state, c, w, index, sparsity, ready, error);
 }
 
 static const NnicMaskerVTable slim_vtable = {

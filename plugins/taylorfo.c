@@ -7,7 +7,8 @@
  * steps have been seen (NNI's calc_contributions), then prunes the
  * num_prune = (int64_t) ((double) F * sparsity) filters of smallest
  * contribution: weight_mask[f] = bias_mask[f] = 0, from the current masks.
- * F < 2 or num_prune < 1 leaves the masks as they are.
+ * F < 2 or num_prune < 1 leaves the masks as they are (that opening is
+ * nnic_structured_calc_mask's, NNI's StructuredWeightMasker).
  *
  * Timing, as in NNI: the compressor's step hook asks for the masks first,
  * this masker's own hook (added in create, so it runs after) gathers the
@@ -131,29 +132,37 @@ taylor_destroy (gpointer state)
   g_free (t);
 }
 
+/* NNI's TaylorFOWeightFilterPrunerMasker.get_mask: the num_prune filters
+ * of smallest contribution, or None (*ready = FALSE) before
+ * statistics_batch_num steps. */
+static gboolean
+taylor_get_mask (gpointer state, const NnicFilterPruning *p, gboolean *ready, GError **error)
+{
+  (void) state;
+  NnicTensor *total = nnic_wrapper_get_attribute_tensor (p->wrapper, "contribution");
+  if (!total || steps_gathered (p->wrapper) < (double) statistics_batch_num (p->wrapper)) {
+    *ready = FALSE; /* ask again after the next step */
+    return TRUE;
+  }
+  /* float32 scores, compared as doubles: the same order. */
+  g_autofree double *scores = g_new (double, p->filters);
+  for (int64_t f = 0; f < p->filters; f++)
+    scores[f] = total->f32[f];
+  return nnic_wrapper_prune_lowest (p->wrapper, scores, p->num_prune, error);
+}
+
+static const NnicStructuredMasker taylor_masker = {
+  .struct_size = sizeof (NnicStructuredMasker),
+  .name = "taylorfo",
+  .op_type = "Conv2d",
+  .get_mask = taylor_get_mask,
+};
+
 static gboolean
 taylor_calc_mask (gpointer state, NnicCompressor *c, NnicWrapper *w, guint index, double sparsity,
                   gboolean *ready, GError **error)
 {
-  (void) state;
-  (void) c;
-  (void) index;
-  NnicTensor *weight = nnic_wrapper_weight (w);
-  const int64_t filters = weight->shape[0];
-  const int64_t num_prune = (int64_t) ((double) filters * sparsity);
-  *ready = TRUE;
-  if (filters < 2 || num_prune < 1)
-    return TRUE; /* NNI returns the current masks unchanged */
-  NnicTensor *total = nnic_wrapper_get_attribute_tensor (w, "contribution");
-  if (!total || steps_gathered (w) < (double) statistics_batch_num (w)) {
-    *ready = FALSE; /* NNI's None: ask again after the next step */
-    return TRUE;
-  }
-  /* float32 scores, compared as doubles: the same order. */
-  g_autofree double *scores = g_new (double, filters);
-  for (int64_t f = 0; f < filters; f++)
-    scores[f] = total->f32[f];
-  return nnic_wrapper_prune_lowest (w, scores, num_prune, error);
+  return nnic_structured_calc_mask (&taylor_masker, state, c, w, index, sparsity, ready, error);
 }
 
 static const NnicMaskerVTable taylor_vtable = {

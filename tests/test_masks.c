@@ -5,6 +5,7 @@
 
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CASES_DIR NNIC_TEST_FIXTURES "/nni-masks"
@@ -708,6 +709,124 @@ START_TEST (test_filter_kernels_agree)
 }
 END_TEST
 
+/* ---- the SDK's filter-masker helpers (include/nnic/masker.h) ---- */
+
+typedef struct {
+  guint calls;
+  NnicFilterPruning seen;
+  float first;           /* p->weight->f32[0] as get_mask saw it */
+  const float *data;     /* p->weight->f32 */
+  gboolean answer_ready; /* what get_mask sets *ready to */
+} Probe;
+
+static gboolean
+probe_get_mask (gpointer state, const NnicFilterPruning *p, gboolean *ready, GError **error)
+{
+  (void) error;
+  Probe *probe = state;
+  ck_assert (*ready); /* TRUE on entry */
+  probe->calls++;
+  probe->seen = *p;
+  probe->first = p->weight->f32[0];
+  probe->data = p->weight->f32;
+  *ready = probe->answer_ready;
+  return TRUE;
+}
+
+/* The opening: num_prune = int(F * sparsity), get_mask only when F >= 2
+ * and num_prune >= 1, weight * mask (a view when the mask has no zero),
+ * the type check, *ready passed on, all-ones base masks on request. */
+START_TEST (test_structured_opening)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = nnic_model_new (3, 3, 3);
+  nnic_model_add_conv2d (m, "conv", NULL, &(NnicConv2dSpec) { .in_channels = 3, .out_channels = 6, .kernel_size = 3 }, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  nnic_model_init_params (m, 1);
+  g_autoptr (NnicConfigList) cl = nnic_test_config ("[{\"sparsity\": 0.5, \"op_types\": [\"Conv2d\"]}]");
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "l1filter", cl, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  NnicWrapper *w = nnic_compressor_wrapper (c, 0);
+  NnicTensor *weight = nnic_wrapper_weight (w);
+  Probe probe = { .answer_ready = TRUE };
+  NnicStructuredMasker masker = { .struct_size = sizeof (NnicStructuredMasker), .name = "probe",
+                                  .op_type = "Conv2d", .get_mask = probe_get_mask };
+  gboolean ready = FALSE;
+
+  /* 6 * 0.55 = 3.3: three filters, the parameter itself (no mask zero). */
+  ck_assert (nnic_structured_calc_mask (&masker, &probe, c, w, 7, 0.55, &ready, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (ready);
+  ck_assert_uint_eq (probe.calls, 1);
+  ck_assert_ptr_eq (probe.seen.compressor, c);
+  ck_assert_ptr_eq (probe.seen.wrapper, w);
+  ck_assert_uint_eq (probe.seen.wrapper_index, 7);
+  ck_assert (probe.seen.sparsity == 0.55);
+  ck_assert_int_eq (probe.seen.filters, 6);
+  ck_assert_int_eq (probe.seen.per_filter, 27);
+  ck_assert_int_eq (probe.seen.num_prune, 3);
+  ck_assert_ptr_eq (probe.data, weight->f32);
+
+  /* A mask with zeros, and a weight that no longer has them: a masked copy. */
+  g_autoptr (NnicTensor) mask = nnic_tensor_copy (nnic_wrapper_get_mask (w, "weight"), &err);
+  mask->u8[0] = 0;
+  ck_assert (nnic_wrapper_set_mask (w, "weight", mask, &err));
+  weight->f32[0] = 5.0f;
+  g_autoptr (NnicTensor) masked = nnic_wrapper_masked_weight (w, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (masked->f32 != weight->f32 && masked->f32[0] == 0.0f && masked->f32[1] == weight->f32[1]);
+  ck_assert (nnic_structured_calc_mask (&masker, &probe, c, w, 0, 0.5, &ready, &err));
+  ck_assert_uint_eq (probe.calls, 2);
+  ck_assert (probe.first == 0.0f && probe.data != weight->f32);
+
+  /* int(6 * 0.1) = 0: nothing to do, the masks stay as they are... */
+  ck_assert (nnic_structured_calc_mask (&masker, &probe, c, w, 0, 0.1, &ready, &err));
+  ck_assert (ready);
+  ck_assert_uint_eq (probe.calls, 2);
+  ck_assert_int_eq (nnic_wrapper_get_mask (w, "weight")->u8[0], 0);
+  /* ... or become all ones with base_mask_ones (NNI's SlimPrunerMasker). */
+  masker.base_mask_ones = TRUE;
+  ck_assert (nnic_structured_calc_mask (&masker, &probe, c, w, 0, 0.1, &ready, &err));
+  ck_assert_uint_eq (probe.calls, 2);
+  ck_assert_int_eq (nnic_wrapper_pruned_count (w), 0);
+  masker.base_mask_ones = FALSE;
+
+  /* get_mask's *ready = FALSE (NNI's None) comes back. */
+  probe.answer_ready = FALSE;
+  ck_assert (nnic_structured_calc_mask (&masker, &probe, c, w, 0, 0.5, &ready, &err));
+  ck_assert (!ready);
+
+  /* Another layer type is refused, naming the layer and the algorithm. */
+  masker.op_type = "BatchNorm2d";
+  ck_assert (!nnic_structured_calc_mask (&masker, &probe, c, w, 0, 0.5, &ready, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_CONFIG, "layer 'conv' is a Conv2d: probe prunes BatchNorm2d layers only");
+  g_clear_error (&err);
+  /* So is a masker without its size or get_mask. */
+  masker.op_type = NULL;
+  masker.struct_size = 0;
+  ck_assert (!nnic_structured_calc_mask (&masker, &probe, c, w, 0, 0.5, &ready, &err));
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "struct_size");
+  g_clear_error (&err);
+  ck_assert_uint_eq (probe.calls, 3);
+}
+END_TEST
+
+/* Ascending, NaN after every number, -0 equal to 0. */
+START_TEST (test_float_compare)
+{
+  float v[] = { NAN, 3.0f, -1.0f, -NAN, 0.0f, -INFINITY, -0.0f, INFINITY, 2.0f };
+  qsort (v, G_N_ELEMENTS (v), sizeof (float), nnic_float_compare);
+  const float want[] = { -INFINITY, -1.0f, 0.0f, 0.0f, 2.0f, 3.0f, INFINITY };
+  for (guint i = 0; i < G_N_ELEMENTS (want); i++)
+    ck_assert_msg (v[i] == want[i], "[%u] = %g, wanted %g", i, v[i], want[i]);
+  ck_assert (isnan (v[7]) && isnan (v[8]));
+  const float nan = NAN, one = 1.0f;
+  ck_assert_int_eq (nnic_float_compare (&nan, &nan), 0);
+  ck_assert_int_gt (nnic_float_compare (&nan, &one), 0);
+  ck_assert_int_lt (nnic_float_compare (&one, &nan), 0);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -726,5 +845,9 @@ main (void)
   tcase_add_test (tc, test_structured_errors);
   tcase_add_test (tc, test_filter_kernels_agree);
   suite_add_tcase (s, tc);
+  TCase *sdk = tcase_create ("sdk-helpers");
+  tcase_add_test (sdk, test_structured_opening);
+  tcase_add_test (sdk, test_float_compare);
+  suite_add_tcase (s, sdk);
   return nnic_test_run (s);
 }

@@ -919,6 +919,47 @@ START_TEST (test_config_errors)
 }
 END_TEST
 
+/* nnic_parallel_for (include/nnic/parallel.h): the ranges cover [0, n)
+ * exactly once, in one call up to 65536 items. */
+typedef struct {
+  guint8 *seen;
+  gint calls, bad; /* no ck_assert on the worker threads */
+} Cover;
+
+static void
+cover_range (int64_t lo, int64_t hi, gpointer data)
+{
+  Cover *c = data;
+  g_atomic_int_inc (&c->calls);
+  if (!(0 <= lo && lo < hi))
+    g_atomic_int_inc (&c->bad);
+  for (int64_t i = lo; i < hi; i++)
+    c->seen[i]++;
+}
+
+START_TEST (test_parallel_for)
+{
+  const int64_t sizes[] = { 0, 1, 1000, 65536, 65537, 1000003 };
+  for (guint k = 0; k < G_N_ELEMENTS (sizes); k++) {
+    const int64_t n = sizes[k];
+    g_autofree guint8 *seen = g_new0 (guint8, n + 1);
+    Cover c = { seen, 0, 0 };
+    nnic_parallel_for (n, cover_range, &c);
+    ck_assert_int_eq (c.bad, 0);
+    for (int64_t i = 0; i < n; i++)
+      ck_assert_msg (seen[i] == 1, "n = %" G_GINT64_FORMAT ": item %" G_GINT64_FORMAT " done %d times", n, i,
+                     seen[i]);
+    ck_assert_int_eq (seen[n], 0);
+    if (n == 0)
+      ck_assert_int_eq (c.calls, 0);
+    else if (n <= 65536)
+      ck_assert_int_eq (c.calls, 1);
+    else
+      ck_assert_int_ge (c.calls, 1);
+  }
+}
+END_TEST
+
 int
 main (void)
 {
@@ -935,6 +976,7 @@ main (void)
   tcase_add_test (tc, test_qdq_export_exact);
   tcase_add_test (tc, test_checkpoint_resume);
   tcase_add_test (tc, test_config_errors);
+  tcase_add_test (tc, test_parallel_for);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }

@@ -46,7 +46,7 @@ done
 
 # All of them load, with nothing refused.
 NNIC_PLUGIN_PATH="$tmp/template:$tmp/guide:$root/$libdir/nnic/plugins" "$nnic" plugins >"$tmp/plugins.out" 2>"$tmp/plugins.err"
-for name in block_level row_level linear_gradual least_active sign_clip level agp naive; do
+for name in block_level row_level filter_max linear_gradual least_active sign_clip level agp naive; do
   grep -qw "$name" "$tmp/plugins.out" || { echo "FAIL: nnic plugins does not list $name"; cat "$tmp/plugins.out" "$tmp/plugins.err"; exit 1; }
 done
 if grep -q . "$tmp/plugins.err"; then echo "FAIL: problems loading plugins:"; cat "$tmp/plugins.err"; exit 1; fi
@@ -71,6 +71,9 @@ run_compress () { # NAME EXPECTED-LINE ALGORITHM CONFIG [OPTIONS...]
 }
 run_compress template "^fc1 .* 50.00%$" block_level '[{"sparsity": 0.5, "block_size": 4, "op_types": ["default"]}]'
 run_compress row_level "^fc1 .* 50.00%$" row_level '[{"sparsity": 0.5, "op_types": ["default"]}]'
+run_compress filter_max "^conv2 .* 50.00%$" filter_max '[{"sparsity": 0.5, "op_types": ["Conv2d"]}]'
+run_compress filter_max_dependency "^conv2 .* 50.00%$" filter_max '[{"sparsity": 0.5, "op_types": ["Conv2d"]}]' \
+  --dependency-aware
 run_compress linear_gradual "^fc1 .* 60.00%$" linear_gradual \
   '[{"final_sparsity": 0.6, "epochs": 2, "op_types": ["default"]}]' --finetune-epochs 2 --masker row_level
 run_compress least_active "^conv2 .* 50.00%$" least_active '[{"sparsity": 0.5, "op_types": ["Conv2d"]}]'

@@ -11,6 +11,8 @@
 #include <nnic/data.h>
 #include <nnic/train.h>
 #include <nnic/compress.h>
+#include <nnic/masker.h>
+#include <nnic/parallel.h>
 #include <nnic/plugin.h>
 #include <nnic/registry.h>
 #include <nnic/sensitivity.h>

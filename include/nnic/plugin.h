@@ -38,6 +38,8 @@
 #include <nnic/export.h>
 #include <nnic/version.h>
 #include <nnic/compress.h>
+#include <nnic/masker.h>
+#include <nnic/parallel.h>
 
 G_BEGIN_DECLS
 
