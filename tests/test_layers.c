@@ -1118,7 +1118,7 @@ static void
 ref_concat_wh (const Ref *r, const double *x, double *const *p, double *y)
 {
   const int64_t C = r->C, H = r->H, W2 = 2 * r->W;
-  g_autofree double *t = g_new (double, r->B * C * H * W2);
+  g_autofree double *t = g_new (double, r->B *C *H *W2);
   ref_concat_w (r, x, p, t);
   for (int64_t b = 0; b < r->B; b++)
     for (int64_t c = 0; c < C; c++)
@@ -1170,10 +1170,9 @@ START_TEST (test_slice)
   /* the channels 0 and 2; rows 1..3 (an end past the axis is clamped);
    * columns 5, 3, 1 (from the last, backwards: the start -1, the end
    * before the first) */
-  ck_assert (nnic_model_add_slice (m, "s", NULL, 3, (const int[]) { -1, 1, 2 },
-                                   (const int64_t[]) { -1, 0, 1 },
-                                   (const int64_t[]) { -INT64_MAX, G_MAXINT64, 4 },
-                                   (const int64_t[]) { -2, 2, 1 }, &err));
+  ck_assert (nnic_model_add_slice (
+      m, "s", NULL, 3, (const int[]) { -1, 1, 2 }, (const int64_t[]) { -1, 0, 1 },
+      (const int64_t[]) { -INT64_MAX, G_MAXINT64, 4 }, (const int64_t[]) { -2, 2, 1 }, &err));
   NNIC_ASSERT_NO_ERROR (err);
   int64_t shape[NNIC_MAX_DIMS];
   ck_assert_int_eq (nnic_model_node_shape (m, 1, shape), 3);
@@ -1235,15 +1234,19 @@ START_TEST (test_slice_gather_channels)
       ck_assert (nnic_model_add_slice (m, "mid", "b", 1, (const int[]) { 1 }, &zero, &six, &one, &err));
       break;
     case 2:
-      ck_assert (nnic_model_add_index_select (m, "mid", "b", 3, (const int64_t[]) { 5, 4, 3, 2, 1, 0 }, 6, &err));
+      ck_assert (nnic_model_add_index_select (m, "mid", "b", 3, (const int64_t[]) { 5, 4, 3, 2, 1, 0 },
+                                              6, &err));
       break;
     case 3: /* channels 0..1 twice: not channel for channel */
-      ck_assert (nnic_model_add_slice (m, "half", "b", 1, (const int[]) { 1 }, &zero, (const int64_t[]) { 2 }, NULL, &err));
+      ck_assert (nnic_model_add_slice (m, "half", "b", 1, (const int[]) { 1 }, &zero,
+                                       (const int64_t[]) { 2 }, NULL, &err));
       ck_assert (nnic_model_add_concat (m, "mid", (const char *[]) { "half", "half" }, 2, &err));
       break;
     case 4:
-      ck_assert (nnic_model_add_slice (m, "l", "b", 1, (const int[]) { 3 }, &zero, (const int64_t[]) { 3 }, NULL, &err));
-      ck_assert (nnic_model_add_slice (m, "r", "b", 1, (const int[]) { 3 }, (const int64_t[]) { 3 }, &six, NULL, &err));
+      ck_assert (nnic_model_add_slice (m, "l", "b", 1, (const int[]) { 3 }, &zero,
+                                       (const int64_t[]) { 3 }, NULL, &err));
+      ck_assert (nnic_model_add_slice (m, "r", "b", 1, (const int[]) { 3 }, (const int64_t[]) { 3 },
+                                       &six, NULL, &err));
       ck_assert (nnic_model_add_concat_dim (m, "mid", (const char *[]) { "r", "l" }, 2, -1, &err));
       break;
     }
@@ -1282,7 +1285,8 @@ START_TEST (test_slice_gather_errors)
   NNIC_ASSERT_ERROR (err, NNIC_ERROR_ARGUMENT, "g: dimension -4 is the batch");
   g_clear_error (&err);
   ck_assert (!nnic_model_add_concat_dim (m, "c", (const char *[]) { "input" }, 1, 4, &err));
-  NNIC_ASSERT_ERROR (err, NNIC_ERROR_SHAPE, "c: cannot concatenate 'input' of shape [2, 3, 4] along dimension 4");
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_SHAPE,
+                     "c: cannot concatenate 'input' of shape [2, 3, 4] along dimension 4");
   g_clear_error (&err);
   ck_assert (nnic_model_add_slice (m, "s", NULL, 1, (const int[]) { 2 }, &zero, &two, NULL, &err));
   ck_assert (!nnic_model_add_concat_dim (m, "c", (const char *[]) { "input", "s" }, 2, 3, &err));

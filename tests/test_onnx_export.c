@@ -116,10 +116,12 @@ START_TEST (test_slice_gather_concat_round_trip)
   ck_assert (nnic_model_add_slice (m, "flip", "conv", 1, (const int[]) { 3 }, (const int64_t[]) { -1 },
                                    (const int64_t[]) { -INT64_MAX }, (const int64_t[]) { -1 }, &err));
   /* top = conv[:, ::2, :2], rest = conv[:, 1:4:2, 2:] */
-  ck_assert (nnic_model_add_slice (m, "top", "conv", 2, (const int[]) { 2, 1 }, (const int64_t[]) { 0, 0 },
-                                   (const int64_t[]) { 2, 100 }, (const int64_t[]) { 1, 2 }, &err));
-  ck_assert (nnic_model_add_slice (m, "rest", "conv", 2, (const int[]) { 2, 1 }, (const int64_t[]) { 2, 1 },
-                                   (const int64_t[]) { G_MAXINT64, 4 }, (const int64_t[]) { 1, 2 }, &err));
+  ck_assert (nnic_model_add_slice (m, "top", "conv", 2, (const int[]) { 2, 1 },
+                                   (const int64_t[]) { 0, 0 }, (const int64_t[]) { 2, 100 },
+                                   (const int64_t[]) { 1, 2 }, &err));
+  ck_assert (nnic_model_add_slice (m, "rest", "conv", 2, (const int[]) { 2, 1 },
+                                   (const int64_t[]) { 2, 1 }, (const int64_t[]) { G_MAXINT64, 4 },
+                                   (const int64_t[]) { 1, 2 }, &err));
   ck_assert (nnic_model_add_concat_dim (m, "rows", (const char *[]) { "rest", "top" }, 2, 2, &err));
   ck_assert (nnic_model_add_concat (m, "chan", (const char *[]) { "rows", "flip" }, 2, &err));
   ck_assert (nnic_model_add_concat_dim (m, "cols", (const char *[]) { "chan", "chan" }, 2, -1, &err));
@@ -141,7 +143,8 @@ START_TEST (test_imported_slices_round_trip)
                                        "roll_flip_opset17", "vit_class_token_opset17" };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
     g_autofree char *dir = g_strconcat ("test_nnic_", cases[i], NULL);
-    g_autofree char *path = g_build_filename (NNIC_TEST_FIXTURES, "onnx_models", "cases", dir, "model.onnx", NULL);
+    g_autofree char *path = g_build_filename (NNIC_TEST_FIXTURES, "onnx_models", "cases", dir,
+                                              "model.onnx", NULL);
     GError *err = NULL;
     g_autoptr (NnicModel) m = nnic_model_load_onnx (path, NULL, &err);
     NNIC_ASSERT_NO_ERROR (err);

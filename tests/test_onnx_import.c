@@ -403,8 +403,8 @@ START_TEST (test_unsupported_op)
   ck_assert_msg (g_str_has_prefix (err->message, want), "%s", err->message);
   /* then the ops folded on constants only (the fold table's) */
   ck_assert_msg (strstr (err->message, ", and Abs, Cast, ") &&
-                 strstr (err->message, ", Range, ScatterND, Shape, ") &&
-                 g_str_has_suffix (err->message, ", Unsqueeze, Where on constants)"),
+                     strstr (err->message, ", Range, ScatterND, Shape, ") &&
+                     g_str_has_suffix (err->message, ", Unsqueeze, Where on constants)"),
                  "%s", err->message);
   g_clear_error (&err);
   /* Every unsupported op at once, each with its first node, before the
@@ -789,8 +789,8 @@ save_tmp (const char *dir, const char *name, NnicTensor *t)
  * Gemm "fc"; numpy computed the same. */
 START_TEST (test_fold_ops)
 {
-  static const char *const cases[] = { "int_arith", "float_arith", "compare_where", "shapes",
-                                       "slice_gather", "scatter_nd" };
+  static const char *const cases[] = { "int_arith", "float_arith",  "compare_where",
+                                       "shapes",    "slice_gather", "scatter_nd" };
   for (guint c = 0; c < G_N_ELEMENTS (cases); c++) {
     g_autofree char *onnx = g_strdup_printf ("fold/fold_%s.onnx", cases[c]);
     g_autofree char *npy = g_strdup_printf ("fold/fold_%s.w.npy", cases[c]);

@@ -89,7 +89,8 @@ nnic_onnx_export_constant_i64_shaped (NnicOnnxExporter *x, const char *name, con
   const int64_t n = nnic_shape_numel (ndim, dims);
   int64_t *copy = nnic_onnx_export_alloc (x, sizeof (int64_t) * (size_t) MAX (n, 1));
   memcpy (copy, values, sizeof (int64_t) * (size_t) n);
-  tensor_proto (x, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, ndim, dims, copy, sizeof (int64_t) * (size_t) n);
+  tensor_proto (x, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, ndim, dims, copy,
+                sizeof (int64_t) * (size_t) n);
   return name;
 }
 

@@ -58,8 +58,7 @@ const char *nnic_onnx_export_constant_i64 (NnicOnnxExporter *x, const char *name
                                            const int64_t *values, int64_t n);
 /* The same of any shape (ndim 0: a scalar). */
 const char *nnic_onnx_export_constant_i64_shaped (NnicOnnxExporter *x, const char *name,
-                                                  const int64_t *values, int ndim,
-                                                  const int64_t *dims);
+                                                  const int64_t *values, int ndim, const int64_t *dims);
 /* A Conv or Gemm node reading node i's input, its weight (float or, when
  * quantized, dequantized integers) and its bias. */
 Onnx__NodeProto *nnic_onnx_export_weighted (NnicOnnxExporter *x, const char *op, guint i,

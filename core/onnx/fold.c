@@ -58,8 +58,7 @@ const_input (NnicOnnxImport *ctx, const NP *node, size_t k, GError **error)
 
 /* An optional input: *t stays NULL, without an error, when it is absent. */
 static gboolean
-const_input_opt (NnicOnnxImport *ctx, const NP *node, size_t k, const NnicTensor **t,
-                 GError **error)
+const_input_opt (NnicOnnxImport *ctx, const NP *node, size_t k, const NnicTensor **t, GError **error)
 {
   *t = NULL;
   if (k >= node->n_input || !node->input[k] || !*node->input[k])
@@ -79,8 +78,8 @@ emit (NnicOnnxImport *ctx, const NP *node, NnicTensor *t)
 }
 
 static NnicTensor *
-new_tensor (NnicOnnxImport *ctx, const NP *node, NnicDType dtype, int ndim,
-            const int64_t *shape, GError **error)
+new_tensor (NnicOnnxImport *ctx, const NP *node, NnicDType dtype, int ndim, const int64_t *shape,
+            GError **error)
 {
   NnicTensor *t = nnic_tensor_new (dtype, ndim, shape, error);
   if (!t)
@@ -163,8 +162,8 @@ int_list (NnicOnnxImport *ctx, const NP *node, size_t k, const char *what, const
 /* A shape given as an input (Reshape, Expand, ConstantOfShape): numbers,
  * not the batch. */
 static gboolean
-shape_input (NnicOnnxImport *ctx, const NP *node, size_t k, const NnicTensor *t, int64_t *shape,
-             int *nd, GError **error)
+shape_input (NnicOnnxImport *ctx, const NP *node, size_t k, const NnicTensor *t, int64_t *shape, int *nd,
+             GError **error)
 {
   int64_t n;
   if (!int_list (ctx, node, k, "shape", t, NNIC_MAX_DIMS, shape, &n, error))
@@ -214,8 +213,8 @@ broadcast (NnicOnnxImport *ctx, const NP *node, int n, const int *nds, const int
       if (s != 1) {
         g_autofree char *a = nnic_shape_to_string (nds[0], shapes[0]);
         g_autofree char *b = nnic_shape_to_string (nds[k], shapes[k]);
-        nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
-                              "shapes %s and %s do not broadcast", a, b);
+        nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT, "shapes %s and %s do not broadcast",
+                              a, b);
         return FALSE;
       }
       s = shapes[k][kd];
@@ -492,8 +491,8 @@ fold_arith (NnicOnnxImport *ctx, const NP *node, Arith op, GError **error)
       g_autofree char *a = element_string (t[0], w.off[0]);
       g_autofree char *b = element_string (t[1], w.off[1]);
       nnic_tensor_free (y);
-      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED, "%s %s %s: %s", a,
-                            arith_sign[op], b, why);
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED, "%s %s %s: %s", a, arith_sign[op],
+                            b, why);
       return FALSE;
     }
     if (dtype == NNIC_DTYPE_U8)
@@ -556,19 +555,22 @@ fold_unary (NnicOnnxImport *ctx, const NP *node, Unary op, GError **error)
   const NnicTensor *x = const_input (ctx, node, 0, error);
   if (!x)
     return FALSE;
-  const NnicDType dtype = op == UN_NOT            ? NNIC_DTYPE_U8
-                          : op == UN_SQRT         ? NNIC_DTYPE_F32
-                          : !is_integer (x)       ? NNIC_DTYPE_F32
+  const NnicDType dtype = op == UN_NOT                ? NNIC_DTYPE_U8
+                          : op == UN_SQRT             ? NNIC_DTYPE_F32
+                          : !is_integer (x)           ? NNIC_DTYPE_F32
                           : x->dtype == NNIC_DTYPE_U8 ? NNIC_DTYPE_U8
-                                                  : NNIC_DTYPE_I64;
+                                                      : NNIC_DTYPE_I64;
   NnicTensor *y = new_tensor (ctx, node, dtype, x->ndim, x->shape, error);
   if (!y)
     return FALSE;
   for (int64_t i = 0; i < x->numel; i++) {
     if (dtype == NNIC_DTYPE_F32) {
       const float v = float_at (x, i);
-      y->f32[i] = op == UN_FLOOR ? floorf (v) : op == UN_CEIL ? ceilf (v) : op == UN_SQRT ? sqrtf (v)
-                  : op == UN_NEG ? -v : fabsf (v);
+      y->f32[i] = op == UN_FLOOR  ? floorf (v)
+                  : op == UN_CEIL ? ceilf (v)
+                  : op == UN_SQRT ? sqrtf (v)
+                  : op == UN_NEG  ? -v
+                                  : fabsf (v);
       continue;
     }
     const int64_t v = int_at (x, i);
@@ -586,7 +588,9 @@ fold_unary (NnicOnnxImport *ctx, const NP *node, Unary op, GError **error)
     } else if (dtype == NNIC_DTYPE_U8) {
       y->u8[i] = (uint8_t) v;
     } else {
-      y->i64[i] = op == UN_NEG ? (int64_t) (0 - (uint64_t) v) : op == UN_ABS && !k && v < 0 ? (int64_t) (0 - (uint64_t) v) : v;
+      y->i64[i] = op == UN_NEG                  ? (int64_t) (0 - (uint64_t) v)
+                  : op == UN_ABS && !k && v < 0 ? (int64_t) (0 - (uint64_t) v)
+                                                : v;
     }
   }
   return emit (ctx, node, y);
@@ -723,8 +727,8 @@ fold_gather (NnicOnnxImport *ctx, const NP *node, GError **error)
   for (int d = a + 1; d < data->ndim; d++)
     inner *= shape[nd++] = data->shape[d];
   const int64_t D = data->shape[a];
-  NnicTensor *t = new_tensor (ctx, node, is_integer (data) ? int_dtype (&data, 1) : NNIC_DTYPE_F32,
-                              nd, shape, error);
+  NnicTensor *t = new_tensor (ctx, node, is_integer (data) ? int_dtype (&data, 1) : NNIC_DTYPE_F32, nd,
+                              shape, error);
   if (!t)
     return FALSE;
   for (int64_t j = 0; j < idx->numel; j++) {
@@ -858,7 +862,9 @@ fold_concat (NnicOnnxImport *ctx, const NP *node, GError **error)
     }
     shape[a] += t->shape[a];
   }
-  const NnicDType dtype = !is_integer (first) ? NNIC_DTYPE_F32 : first->dtype == NNIC_DTYPE_U8 ? NNIC_DTYPE_U8 : NNIC_DTYPE_I64;
+  const NnicDType dtype = !is_integer (first)             ? NNIC_DTYPE_F32
+                          : first->dtype == NNIC_DTYPE_U8 ? NNIC_DTYPE_U8
+                                                          : NNIC_DTYPE_I64;
   NnicTensor *out = new_tensor (ctx, node, dtype, first->ndim, shape, error);
   if (!out)
     return FALSE;
@@ -965,14 +971,13 @@ fold_reshape (NnicOnnxImport *ctx, const NP *node, GError **error)
     return FALSE;
   memcpy (t->data, data->data, nnic_tensor_nbytes (data));
   return emit (ctx, node, t);
-bad:
-  {
-    g_autofree char *from = nnic_shape_to_string (data->ndim, data->shape);
-    g_autofree char *to = nnic_onnx_dims_string (nd, shape);
-    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT, "cannot reshape '%s' %s to %s",
-                          node->input[0], from, to);
-    return FALSE;
-  }
+bad : {
+  g_autofree char *from = nnic_shape_to_string (data->ndim, data->shape);
+  g_autofree char *to = nnic_onnx_dims_string (nd, shape);
+  nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT, "cannot reshape '%s' %s to %s",
+                        node->input[0], from, to);
+  return FALSE;
+}
 }
 
 static gboolean
@@ -1008,8 +1013,8 @@ fold_transpose (NnicOnnxImport *ctx, const NP *node, GError **error)
     shape[d] = x->shape[p[d]];
     stride[d] = in_stride[p[d]];
   }
-  NnicTensor *t = new_tensor (ctx, node, is_integer (x) ? int_dtype (&x, 1) : NNIC_DTYPE_F32,
-                              x->ndim, shape, error);
+  NnicTensor *t = new_tensor (ctx, node, is_integer (x) ? int_dtype (&x, 1) : NNIC_DTYPE_F32, x->ndim,
+                              shape, error);
   if (!t)
     return FALSE;
   /* the output in order, the input through the permuted strides */
@@ -1033,8 +1038,8 @@ fold_expand (NnicOnnxImport *ctx, const NP *node, GError **error)
   const int64_t *shapes[2] = { x->shape, want };
   if (!broadcast (ctx, node, 2, nds, shapes, &nd, shape, error))
     return FALSE;
-  NnicTensor *t = new_tensor (ctx, node, is_integer (x) ? int_dtype (&x, 1) : NNIC_DTYPE_F32, nd,
-                              shape, error);
+  NnicTensor *t = new_tensor (ctx, node, is_integer (x) ? int_dtype (&x, 1) : NNIC_DTYPE_F32, nd, shape,
+                              error);
   if (!t)
     return FALSE;
   Walk w;
@@ -1088,7 +1093,10 @@ fold_constant_of_shape (NnicOnnxImport *ctx, const NP *node, GError **error)
       nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT, "the shape %s is negative", s);
       return FALSE;
     }
-  NnicTensor *t = new_tensor (ctx, node, !value || !is_integer (value) ? NNIC_DTYPE_F32 : int_dtype ((const NnicTensor *const *) &value, 1), nd, shape, error);
+  NnicTensor *t = new_tensor (
+      ctx, node,
+      !value || !is_integer (value) ? NNIC_DTYPE_F32 : int_dtype ((const NnicTensor *const *) &value, 1),
+      nd, shape, error);
   if (!t)
     return FALSE;
   for (int64_t i = 0; value && i < t->numel; i++)
@@ -1104,10 +1112,11 @@ fold_range (NnicOnnxImport *ctx, const NP *node, GError **error)
     if (!(t[k] = const_input (ctx, node, (size_t) k, error)))
       return FALSE;
     if (t[k]->numel != 1 || (is_integer (t[k]) && nnic_onnx_batch_factor (int_at (t[k], 0)))) {
-      g_autofree char *s = t[k]->numel == 1 ? element_string (t[k], 0) : nnic_shape_to_string (t[k]->ndim, t[k]->shape);
-      nnic_onnx_node_error (ctx, node, error, t[k]->numel != 1 ? NNIC_ERROR_FORMAT : NNIC_ERROR_UNSUPPORTED,
-                            "input %d ('%s') is %s: a Range of constants needs numbers", k,
-                            node->input[k], s);
+      g_autofree char *s = t[k]->numel == 1 ? element_string (t[k], 0)
+                                            : nnic_shape_to_string (t[k]->ndim, t[k]->shape);
+      nnic_onnx_node_error (
+          ctx, node, error, t[k]->numel != 1 ? NNIC_ERROR_FORMAT : NNIC_ERROR_UNSUPPORTED,
+          "input %d ('%s') is %s: a Range of constants needs numbers", k, node->input[k], s);
       return FALSE;
     }
   }
@@ -1184,8 +1193,8 @@ fold_slice (NnicOnnxImport *ctx, const NP *node, GError **error)
     seen[a] = TRUE;
     op_slice_axis (x->shape[a], v[0][i], v[1][i], step[a], &first[a], &shape[a]);
   }
-  NnicTensor *y = new_tensor (ctx, node, is_integer (x) ? int_dtype (&x, 1) : NNIC_DTYPE_F32,
-                              x->ndim, shape, error);
+  NnicTensor *y = new_tensor (ctx, node, is_integer (x) ? int_dtype (&x, 1) : NNIC_DTYPE_F32, x->ndim,
+                              shape, error);
   if (!y)
     return FALSE;
   int64_t stride[NNIC_MAX_DIMS], base = 0;
@@ -1214,7 +1223,10 @@ fold_scatter_nd (NnicOnnxImport *ctx, const NP *node, GError **error)
   g_autofree char *reduction = NULL;
   if (!nnic_onnx_attr_string (ctx, node, "reduction", "none", &reduction, error))
     return FALSE;
-  const int red = !strcmp (reduction, "none") ? 0 : !strcmp (reduction, "add") ? 1 : !strcmp (reduction, "mul") ? 2 : -1;
+  const int red = !strcmp (reduction, "none")  ? 0
+                  : !strcmp (reduction, "add") ? 1
+                  : !strcmp (reduction, "mul") ? 2
+                                               : -1;
   if (red < 0) {
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED, "reduction '%s' is not supported",
                           reduction);
@@ -1256,8 +1268,8 @@ fold_scatter_nd (NnicOnnxImport *ctx, const NP *node, GError **error)
       if (k < 0 || k >= data->shape[d]) {
         nnic_tensor_free (y);
         nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
-                              "index %" G_GINT64_FORMAT " is out of range for dimension %d of %"
-                              G_GINT64_FORMAT,
+                              "index %" G_GINT64_FORMAT
+                              " is out of range for dimension %d of %" G_GINT64_FORMAT,
                               int_at (idx, j * q + d), d, data->shape[d]);
         return FALSE;
       }
@@ -1290,8 +1302,7 @@ typedef struct {
 } QuantParams;
 
 static gboolean
-quant_params (NnicOnnxImport *ctx, const NP *node, const NnicTensor *x,
-              QuantParams *qp, GError **error)
+quant_params (NnicOnnxImport *ctx, const NP *node, const NnicTensor *x, QuantParams *qp, GError **error)
 {
   static const char *const known[] = { "axis", NULL };
   int64_t axis;

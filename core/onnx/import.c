@@ -398,7 +398,8 @@ static gboolean
 all_inputs_const (NnicOnnxImport *ctx, const Onnx__NodeProto *node)
 {
   for (size_t k = 0; k < node->n_input; k++) {
-    const OnnxValue *v = node->input[k] && *node->input[k] ? nnic_onnx_value_lookup (ctx, node->input[k]) : NULL;
+    const OnnxValue *v = node->input[k] && *node->input[k] ? nnic_onnx_value_lookup (ctx, node->input[k])
+                                                           : NULL;
     if (v && v->kind != ONNX_VALUE_CONST)
       return FALSE;
   }
@@ -416,7 +417,8 @@ merged_inputs (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const NnicOp *n
   const OnnxValue *first = NULL, *odd = NULL;
   *merged = 0;
   for (size_t k = 0; k < node->n_input; k++) {
-    const OnnxValue *v = node->input[k] && *node->input[k] ? nnic_onnx_value_lookup (ctx, node->input[k]) : NULL;
+    const OnnxValue *v = node->input[k] && *node->input[k] ? nnic_onnx_value_lookup (ctx, node->input[k])
+                                                           : NULL;
     if (!v || v->kind != ONNX_VALUE_NODE)
       continue;
     if (!first)
@@ -510,7 +512,9 @@ convert_node (NnicOnnxImport *ctx, guint i, GError **error)
       /* elementwise: the outputs (a fused pattern's: its last node's) are
        * laid out as the inputs are */
       const NnicOnnxFusion *f = &ctx->fusion[i];
-      const Onnx__NodeProto *last = f->op && f->n_members ? ctx->graph->node[f->members[f->n_members - 1]] : node;
+      const Onnx__NodeProto *last = f->op && f->n_members
+                                        ? ctx->graph->node[f->members[f->n_members - 1]]
+                                        : node;
       for (size_t k = 0; k < last->n_output; k++)
         nnic_onnx_set_merged (ctx, last, k, TRUE);
     }

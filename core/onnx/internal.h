@@ -210,8 +210,7 @@ OnnxValue *nnic_onnx_input_const (NnicOnnxImport *ctx, const Onnx__NodeProto *no
 int nnic_onnx_value_shape (NnicOnnxImport *ctx, const OnnxValue *v, int64_t shape[NNIC_MAX_DIMS]);
 /* A graph value's ONNX dims, dims[0] the batch symbol (N, or N*k when merged);
  * returns the ONNX rank. */
-int nnic_onnx_value_dims (NnicOnnxImport *ctx, const OnnxValue *v,
-                          int64_t dims[NNIC_MAX_DIMS + 1]);
+int nnic_onnx_value_dims (NnicOnnxImport *ctx, const OnnxValue *v, int64_t dims[NNIC_MAX_DIMS + 1]);
 /* The per-sample axis of ONNX axis `axis` (negative counts from the end) of
  * the graph value v, input `k` of `node`: FORMAT error out of range,
  * UNSUPPORTED on the batch axis. */
@@ -301,8 +300,7 @@ char *nnic_onnx_dims_string (int nd, const int64_t *dims);
  * by a node of the model or a name the plan gave (g_free). */
 char *nnic_onnx_extra_name (NnicOnnxImport *ctx, const char *base, size_t k);
 /* Declares output k of `node` as merged (OnnxValue.merged). */
-void nnic_onnx_set_merged (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
-                           gboolean merged);
+void nnic_onnx_set_merged (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k, gboolean merged);
 /* "NODE.LOCAL", a parameter's name (g_free). */
 char *nnic_onnx_param_name (const char *node, const char *local);
 /* A constant's name that is a state_dict key (`features.1.0.layer_scale`,

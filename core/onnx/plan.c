@@ -50,8 +50,7 @@ may_hold_batch (const Onnx__NodeProto *n, GHashTable *consts, GHashTable *batchy
   const char *op = op_of (n);
   if (!strcmp (op, "Shape")) {
     const Onnx__AttributeProto *start = nnic_onnx_attr (n, "start");
-    return n->n_input >= 1 && !g_hash_table_contains (consts, n->input[0]) &&
-           !(start && start->i > 0);
+    return n->n_input >= 1 && !g_hash_table_contains (consts, n->input[0]) && !(start && start->i > 0);
   }
   if (g_strv_contains (clean, op))
     return FALSE;

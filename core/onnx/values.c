@@ -142,8 +142,8 @@ nnic_onnx_value_dims (NnicOnnxImport *ctx, const OnnxValue *v, int64_t dims[NNIC
 }
 
 gboolean
-nnic_onnx_value_axis (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k,
-                      const OnnxValue *v, int64_t axis, int *per_axis, GError **error)
+nnic_onnx_value_axis (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k, const OnnxValue *v,
+                      int64_t axis, int *per_axis, GError **error)
 {
   int64_t dims[NNIC_MAX_DIMS + 1];
   const int rank = nnic_onnx_value_dims (ctx, v, dims);
@@ -151,8 +151,8 @@ nnic_onnx_value_axis (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k
   if (a < 0 || a >= rank) {
     g_autofree char *s = nnic_onnx_dims_string (rank, dims);
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
-                          "axis %" G_GINT64_FORMAT " is out of range for input %zu ('%s') %s",
-                          axis, k, v->name, s);
+                          "axis %" G_GINT64_FORMAT " is out of range for input %zu ('%s') %s", axis, k,
+                          v->name, s);
     return FALSE;
   }
   if (a == 0) {

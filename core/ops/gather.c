@@ -16,8 +16,8 @@ extern const NnicOp nnic_op_gather;
  * setup, which keeps its own copy in node->state (normalized to
  * [0, size of the axis)). */
 typedef struct {
-  int axis;                         /* per-sample */
-  int idx_ndim;                     /* 0: one index, the axis goes away */
+  int axis;     /* per-sample */
+  int idx_ndim; /* 0: one index, the axis goes away */
   int64_t idx_shape[NNIC_MAX_DIMS];
   const int64_t *indices;
 } GatherSpec;
@@ -50,8 +50,8 @@ gather_setup (NnicNode *node, GError **error)
     idx[j] = s->indices[j] < 0 ? s->indices[j] + dim : s->indices[j];
     if (idx[j] < 0 || idx[j] >= dim) {
       op_error (node, error, NNIC_ERROR_ARGUMENT,
-                "index %" G_GINT64_FORMAT " is out of range for dimension %d of '%s' %s",
-                s->indices[j], s->axis + 1, in->name, sh);
+                "index %" G_GINT64_FORMAT " is out of range for dimension %d of '%s' %s", s->indices[j],
+                s->axis + 1, in->name, sh);
       g_free (idx);
       return FALSE;
     }
@@ -167,10 +167,10 @@ convert_gather (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *na
   GatherSpec spec = { .axis = a, .idx_ndim = t->ndim, .indices = idx };
   memcpy (spec.idx_shape, t->shape, sizeof (int64_t) * (size_t) t->ndim);
   const char *in = x->node;
-  if (!nnic_onnx_added (ctx, node, name,
-                        nnic_graph_add_named (ctx->m, name, &nnic_op_gather, &in, 1, &spec,
-                                              sizeof spec, error),
-                        error))
+  if (!nnic_onnx_added (
+          ctx, node, name,
+          nnic_graph_add_named (ctx->m, name, &nnic_op_gather, &in, 1, &spec, sizeof spec, error),
+          error))
     return FALSE;
   /* the axis taken is past the first (the batch's, when merged) */
   nnic_onnx_set_merged (ctx, node, 0, x->merged);
@@ -184,9 +184,10 @@ export_gather (NnicOnnxExporter *x, guint i, GError **error)
   const NnicNode *node = nnic_model_node (x->model, i);
   const GatherSpec *s = NODE_SPEC (node, GatherSpec);
   Onnx__NodeProto *n = nnic_onnx_export_simple (x, "Gather", i);
-  char *cn = nnic_onnx_export_keep (x, g_strconcat (nnic_model_node_name (x->model, i), ".onnx_indices", NULL));
-  nnic_onnx_export_add_input (x, n, nnic_onnx_export_constant_i64_shaped (x, cn, node->state,
-                                                                          s->idx_ndim, s->idx_shape));
+  char *cn = nnic_onnx_export_keep (
+      x, g_strconcat (nnic_model_node_name (x->model, i), ".onnx_indices", NULL));
+  nnic_onnx_export_add_input (
+      x, n, nnic_onnx_export_constant_i64_shaped (x, cn, node->state, s->idx_ndim, s->idx_shape));
   nnic_onnx_export_attr_int (x, n, "axis", s->axis + 1);
   return TRUE;
 }

@@ -112,8 +112,7 @@ op_acc (float *restrict dst, const float *restrict src, int64_t n)
  * count from the end of an axis of `dim` elements, both are clamped to it,
  * and a negative step walks backwards. The first index taken and how many. */
 static inline void
-op_slice_axis (int64_t dim, int64_t start, int64_t end, int64_t step, int64_t *first,
-               int64_t *count)
+op_slice_axis (int64_t dim, int64_t start, int64_t end, int64_t step, int64_t *first, int64_t *count)
 {
   if (start < 0)
     start = start < -dim ? -1 : start + dim; /* no overflow from INT64_MIN */

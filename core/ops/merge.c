@@ -232,6 +232,6 @@ nnic_model_add_concat_dim (NnicModel *m, const char *name, const char *const *in
       return FALSE;
     }
   ConcatSpec spec = { .axis = d - 1 };
-  return nnic_graph_add_named (m, name, &nnic_op_concat, inputs, (guint) n_inputs, &spec,
-                               sizeof spec, error);
+  return nnic_graph_add_named (m, name, &nnic_op_concat, inputs, (guint) n_inputs, &spec, sizeof spec,
+                               error);
 }

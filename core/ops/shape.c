@@ -67,7 +67,8 @@ convert_flatten (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *n
     return FALSE;
   }
   if (axis == 1 && !x->merged)
-    return nnic_onnx_added (ctx, node, name, nnic_model_add_flatten (ctx->m, name, x->node, error), error);
+    return nnic_onnx_added (ctx, node, name, nnic_model_add_flatten (ctx->m, name, x->node, error),
+                            error);
   int64_t per[2] = { nnic_onnx_batch_factor (dims[0]), 1 };
   for (int d = 1; d < rank; d++)
     per[d < axis ? 0 : 1] *= dims[d];
@@ -120,8 +121,7 @@ convert_reshape (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *n
   for (int i = 1; i < nt; i++) {
     if (nnic_onnx_batch_factor (t[i]) || t[i] < -1 || t[i] == 0) {
       nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                            "the shape %s is not a per-sample reshape nnic can do (of %s): %s",
-                            text, xs,
+                            "the shape %s is not a per-sample reshape nnic can do (of %s): %s", text, xs,
                             nnic_onnx_batch_factor (t[i]) ? "the batch size past the first dimension"
                             : t[i] == 0                   ? "a dimension of size 0"
                                                           : "a negative dimension");

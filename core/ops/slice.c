@@ -15,8 +15,8 @@ extern const NnicOp nnic_op_slice;
  * meaning: negative starts and ends count from the end, both are clamped
  * to the axis, a negative step walks backwards. */
 typedef struct {
-  int n;                            /* axes sliced; 0: a copy */
-  int axes[NNIC_MAX_DIMS];          /* per-sample axes, distinct */
+  int n;                   /* axes sliced; 0: a copy */
+  int axes[NNIC_MAX_DIMS]; /* per-sample axes, distinct */
   int64_t starts[NNIC_MAX_DIMS], ends[NNIC_MAX_DIMS], steps[NNIC_MAX_DIMS];
 } SliceSpec;
 
@@ -50,8 +50,8 @@ slice_setup (NnicNode *node, GError **error)
   const NnicNode *in = node->inputs[0];
   const int nd = in->shape_ndim;
   if (s->n < 0 || s->n > nd) {
-    op_error (node, error, NNIC_ERROR_ARGUMENT, "%d axes to slice for an input of %d dimensions",
-              s->n, nd);
+    op_error (node, error, NNIC_ERROR_ARGUMENT, "%d axes to slice for an input of %d dimensions", s->n,
+              nd);
     return FALSE;
   }
   gboolean seen[NNIC_MAX_DIMS] = { 0 };
@@ -139,8 +139,8 @@ slice_channels (const NnicNode *node)
 {
   SliceRange r;
   slice_range (node, &r);
-  const gboolean all = node->inputs[0]->shape_ndim == 0 ||
-                       (r.first[0] == 0 && r.step[0] == 1 && node->shape[0] == node->inputs[0]->shape[0]);
+  const gboolean all = node->inputs[0]->shape_ndim == 0 || (r.first[0] == 0 && r.step[0] == 1 &&
+                                                            node->shape[0] == node->inputs[0]->shape[0]);
   return all ? NNIC_CHANNELS_KEEP : NNIC_CHANNELS_END;
 }
 
@@ -226,8 +226,8 @@ convert_slice (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *nam
   for (int64_t i = 0; i < n[0]; i++) {
     const int64_t axis = n[2] >= 0 ? v[2][i] : i, step = n[3] >= 0 ? v[3][i] : 1;
     if (step == 0) {
-      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT, "the step along axis %" G_GINT64_FORMAT " is zero",
-                            axis);
+      nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
+                            "the step along axis %" G_GINT64_FORMAT " is zero", axis);
       return FALSE;
     }
     if ((axis == 0 || axis == -rank) && keeps_batch (ctx, v[0][i], v[1][i], step))
@@ -237,8 +237,8 @@ convert_slice (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *nam
       return FALSE;
     for (int j = 0; j < spec.n; j++)
       if (spec.axes[j] == a) {
-        nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT, "axis %" G_GINT64_FORMAT " is sliced twice",
-                              axis);
+        nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_FORMAT,
+                              "axis %" G_GINT64_FORMAT " is sliced twice", axis);
         return FALSE;
       }
     spec.axes[spec.n] = a;
@@ -335,7 +335,9 @@ convert_split (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *nam
     /* outputs nobody reads get no node */
     if (!node->output[k] || !*node->output[k] || !g_hash_table_contains (ctx->consumed, node->output[k]))
       continue;
-    SliceSpec spec = { .n = 1, .axes = { a }, .starts = { at }, .ends = { at + sizes[k] }, .steps = { 1 } };
+    SliceSpec spec = {
+      .n = 1, .axes = { a }, .starts = { at }, .ends = { at + sizes[k] }, .steps = { 1 }
+    };
     g_autofree char *extra = k ? nnic_onnx_extra_name (ctx, name, k) : NULL;
     if (!add_slice (ctx, node, k, k ? extra : name, x, &spec, error))
       return FALSE;
@@ -364,8 +366,8 @@ export_slice (NnicOnnxExporter *x, guint i, GError **error)
   static const char *const what[] = { "starts", "ends", "axes", "steps" };
   const int64_t *values[] = { s->starts, s->ends, axes, s->steps };
   for (int k = 0; k < 4; k++) {
-    char *cn = nnic_onnx_export_keep (x, g_strconcat (nnic_model_node_name (x->model, i), ".onnx_",
-                                                      what[k], NULL));
+    char *cn = nnic_onnx_export_keep (
+        x, g_strconcat (nnic_model_node_name (x->model, i), ".onnx_", what[k], NULL));
     nnic_onnx_export_add_input (x, n, nnic_onnx_export_constant_i64 (x, cn, values[k], s->n));
   }
   return TRUE;
@@ -387,9 +389,8 @@ const NnicOp nnic_op_slice = {
 };
 
 gboolean
-nnic_model_add_slice (NnicModel *m, const char *name, const char *input, int n_dims,
-                      const int *dims, const int64_t *starts, const int64_t *ends,
-                      const int64_t *steps, GError **error)
+nnic_model_add_slice (NnicModel *m, const char *name, const char *input, int n_dims, const int *dims,
+                      const int64_t *starts, const int64_t *ends, const int64_t *steps, GError **error)
 {
   const char *label = name ? name : "Slice";
   if (n_dims < 0 || n_dims > NNIC_MAX_DIMS - 1 || (n_dims && (!dims || !starts || !ends))) {

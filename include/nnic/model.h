@@ -209,25 +209,23 @@ NNIC_API gboolean nnic_model_add_reduce_mean (NnicModel *m, const char *name, co
 /* Concatenation along dimension `dim`, counted as torch does: 0 is the
  * batch (which cannot be concatenated), 1 the channels, negative from the
  * end. nnic_model_add_concat is dim 1. */
-NNIC_API gboolean nnic_model_add_concat_dim (NnicModel *m, const char *name,
-                                             const char *const *inputs, int n_inputs, int dim,
-                                             GError **error);
+NNIC_API gboolean nnic_model_add_concat_dim (NnicModel *m, const char *name, const char *const *inputs,
+                                             int n_inputs, int dim, GError **error);
 /* x[:, a:b:s, ...]: slices of `n_dims` dimensions (torch's numbering: 0 is
  * the batch, which stays whole, negative counts from the end), each from
  * starts[i] to ends[i] by steps[i] (NULL: 1), as Python slices them:
  * negative bounds count from the end, bounds are clamped, a negative step
  * walks backwards (torch.flip). */
-NNIC_API gboolean nnic_model_add_slice (NnicModel *m, const char *name, const char *input,
-                                        int n_dims, const int *dims, const int64_t *starts,
-                                        const int64_t *ends, const int64_t *steps, GError **error);
+NNIC_API gboolean nnic_model_add_slice (NnicModel *m, const char *name, const char *input, int n_dims,
+                                        const int *dims, const int64_t *starts, const int64_t *ends,
+                                        const int64_t *steps, GError **error);
 /* torch.select (x[:, i] for dim 1; dims as torch's, not the batch): the
  * dimension goes away; and torch.index_select: the n indices (negative
  * count from the end) along it. Both are a "Gather" node. */
-NNIC_API gboolean nnic_model_add_select (NnicModel *m, const char *name, const char *input,
-                                         int dim, int64_t index, GError **error);
+NNIC_API gboolean nnic_model_add_select (NnicModel *m, const char *name, const char *input, int dim,
+                                         int64_t index, GError **error);
 NNIC_API gboolean nnic_model_add_index_select (NnicModel *m, const char *name, const char *input,
-                                               int dim, const int64_t *indices, int n,
-                                               GError **error);
+                                               int dim, const int64_t *indices, int n, GError **error);
 NNIC_API gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
 NNIC_API guint nnic_model_output_node (const NnicModel *m);
