@@ -14,7 +14,8 @@
  *    BatchNormalization statistics, Clip min/max, Reshape's shape,
  *    Dropout's ratio/training_mode, Pad's pads/constant_value, the axes
  *    of the Reduce ops, Slice's starts/ends/axes/steps, Split's split,
- *    Gather's indices, Expand's shape), or when it is a data operand (Add,
+ *    Gather's indices, Expand's shape, LayerNormalization's scale and
+ *    bias), or when it is a data operand (Add,
  *    Sub, Mul, Div, Pow, Concat, MatMul A) that broadcasts over the batch
  *    (fewer dimensions
  *    than the first input, or a leading dimension of 1). A data operand
@@ -224,7 +225,8 @@ parameter_slot (const char *op, size_t pos)
          strcmp (op, "Expand") == 0 /* shape */ ||
          strcmp (op, "Pad") == 0 /* pads, constant_value */ ||
          (g_str_has_prefix (op, "Reduce") && pos == 1) /* axes */ || strcmp (op, "Slice") == 0 ||
-         strcmp (op, "Split") == 0 || strcmp (op, "Gather") == 0;
+         strcmp (op, "Split") == 0 || strcmp (op, "Gather") == 0 ||
+         strcmp (op, "LayerNormalization") == 0 /* scale, bias */;
 }
 
 static const Onnx__AttributeProto *
