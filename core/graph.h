@@ -75,6 +75,10 @@ struct _NnicOp {
   /* Channels: `channels`, unless channel_rule says otherwise for a node. */
   NnicChannelRule channels;
   NnicChannelRule (*channel_rule) (const NnicNode *node);
+  /* The per-sample axis of the channels a MAKE node makes; NULL: 0, the
+   * C of Conv2d's [C, H, W] (Linear: the last axis). Ties are only
+   * between channels on the same axis. */
+  int (*channel_axis) (const NnicNode *node);
   /* The number of groups the op splits its input channels into (grouped
    * convolutions); NULL: 1. */
   int (*input_groups) (const NnicNode *node);

@@ -1352,7 +1352,7 @@ START_TEST (test_setup_errors)
   ck_assert (!nnic_model_add_linear (m, "fc", NULL,
                                      &(NnicLinearSpec) { .in_features = 384, .out_features = 2 },
                                      &err));
-  NNIC_ASSERT_ERROR (err, NNIC_ERROR_SHAPE, "fc: Linear needs a vector");
+  NNIC_ASSERT_ERROR (err, NNIC_ERROR_SHAPE, "[6, 8, 8] per sample (add a Flatten first)");
   g_clear_error (&err);
 
   ck_assert (!nnic_model_add_batchnorm2d (m, "bn", NULL, &(NnicBatchNormSpec) { .num_features = 4 },

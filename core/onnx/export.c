@@ -63,6 +63,25 @@ nnic_onnx_export_param (NnicOnnxExporter *x, const char *name, GError **error)
   return p->name;
 }
 
+/* A 2-D parameter [R, C] as its transpose [C, R] under its name (the
+ * copy lives in the arena). */
+static const char *
+export_param_transposed (NnicOnnxExporter *x, const char *name, GError **error)
+{
+  NnicParam *p = nnic_model_find_param (x->model, name, error);
+  if (!p)
+    return NULL;
+  const NnicTensor *v = p->value;
+  g_return_val_if_fail (v->ndim == 2, NULL);
+  const int64_t R = v->shape[0], C = v->shape[1], dims[2] = { C, R };
+  float *t = nnic_onnx_export_alloc (x, sizeof (float) * (size_t) MAX (v->numel, 1));
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t c = 0; c < C; c++)
+      t[c * R + r] = v->f32[r * C + c];
+  tensor_proto (x, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, dims, t, nnic_tensor_nbytes (v));
+  return p->name;
+}
+
 /* A constant the model has no parameter for (Clip bounds, shapes). */
 const char *
 nnic_onnx_export_constant_f32 (NnicOnnxExporter *x, const char *name, const float *values, int64_t n, gboolean scalar)
@@ -256,9 +275,11 @@ qdq_pair (NnicOnnxExporter *x, const char *value, const char *prefix, const Nnic
 }
 
 /* A quantized weight: the integers as an initializer and a
- * DequantizeLinear whose output carries the parameter's name. */
+ * DequantizeLinear whose output carries the parameter's name; a 2-D
+ * weight's integers transposed when asked (per-tensor scales do not care). */
 static gboolean
-quantized_weight (NnicOnnxExporter *x, const char *param, const NnicOnnxQuantParam *q, GError **error)
+quantized_weight (NnicOnnxExporter *x, const char *param, const NnicOnnxQuantParam *q, gboolean transposed,
+                  GError **error)
 {
   NnicParam *p = nnic_model_find_param (x->model, param, error);
   if (!p)
@@ -270,32 +291,37 @@ quantized_weight (NnicOnnxExporter *x, const char *param, const NnicOnnxQuantPar
   }
   const int lo = q->is_signed ? -(1 << (q->bits - 1)) : 0;
   const int hi = q->is_signed ? (1 << (q->bits - 1)) - 1 : (1 << q->bits) - 1;
+  g_return_val_if_fail (!transposed || src->ndim == 2, FALSE);
+  const int64_t R = src->shape[0], C = transposed ? src->shape[1] : 1;
   uint8_t *ints = nnic_onnx_export_alloc (x, (gsize) MAX (src->numel, 1));
   for (int64_t k = 0; k < src->numel; k++) {
+    const int64_t at = transposed ? (k % C) * R + k / C : k; /* [R, C] → [C, R] */
     /* A fake-quantized value is (q - zp) * scale up to rounding: round
      * recovers q exactly; a float weight is quantized as QuantizeLinear
      * would (half to even). */
     double v = q->scale > 0 ? nearbyint ((double) src->f32[k] / q->scale) + q->zero_point : q->zero_point;
     int iv = (int) fmin (fmax (v, lo), hi);
-    ints[k] = q->is_signed ? (uint8_t) (int8_t) iv : (uint8_t) iv;
+    ints[at] = q->is_signed ? (uint8_t) (int8_t) iv : (uint8_t) iv;
   }
   g_autofree char *qname = g_strconcat (param, "_quantized", NULL);
+  const int64_t tdims[2] = { C, R };
   tensor_proto (x, nnic_onnx_export_keep (x, g_steal_pointer (&qname)),
                 q->is_signed ? ONNX__TENSOR_PROTO__DATA_TYPE__INT8 : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
-                src->ndim, src->shape, ints, (size_t) src->numel);
+                src->ndim, transposed ? tdims : src->shape, ints, (size_t) src->numel);
   Onnx__NodeProto *dq = nnic_onnx_export_node (x, "DequantizeLinear", param, param);
   nnic_onnx_export_add_input (x, dq, ((Onnx__TensorProto *) g_ptr_array_index (x->initializers, x->initializers->len - 1))->name);
   quant_constants (x, dq, param, q);
   return TRUE;
 }
 
-/* A layer's weight, under the parameter's name: a float initializer, or
- * (quantized) integers and the DequantizeLinear that precedes the layer. */
-static gboolean
-prepare_weight (NnicOnnxExporter *x, const char *node, const char *param, GError **error)
+gboolean
+nnic_onnx_export_weight (NnicOnnxExporter *x, const char *node, const char *param, gboolean transposed,
+                         GError **error)
 {
   const NnicOnnxQuantParam *q = find_quant (x, node, NNIC_QUANT_WEIGHT);
-  return q ? quantized_weight (x, param, q, error) : nnic_onnx_export_param (x, param, error) != NULL;
+  if (q)
+    return quantized_weight (x, param, q, transposed, error);
+  return (transposed ? export_param_transposed (x, param, error) : nnic_onnx_export_param (x, param, error)) != NULL;
 }
 
 void
@@ -315,7 +341,7 @@ nnic_onnx_export_weighted (NnicOnnxExporter *x, const char *op, guint i, gboolea
   const char *name = nnic_model_node_name (x->model, i);
   g_autofree char *weight = g_strconcat (name, ".weight", NULL);
   g_autofree char *bias = g_strconcat (name, ".bias", NULL);
-  if (!prepare_weight (x, name, weight, error))
+  if (!nnic_onnx_export_weight (x, name, weight, FALSE, error))
     return NULL;
   Onnx__NodeProto *n = nnic_onnx_export_node (x, op, name, name);
   nnic_onnx_export_add_input (x, n, nnic_onnx_export_input (x, i, 0));

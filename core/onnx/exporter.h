@@ -59,6 +59,12 @@ const char *nnic_onnx_export_constant_i64 (NnicOnnxExporter *x, const char *name
 /* The same of any shape (ndim 0: a scalar). */
 const char *nnic_onnx_export_constant_i64_shaped (NnicOnnxExporter *x, const char *name,
                                                   const int64_t *values, int ndim, const int64_t *dims);
+/* A layer's weight `param` of node `node`, under the parameter's name:
+ * a float initializer, or (quantized) integers and the DequantizeLinear
+ * that precedes the layer; a 2-D weight [out, in] is written as [in, out]
+ * when `transposed` (MatMul's right operand). */
+gboolean nnic_onnx_export_weight (NnicOnnxExporter *x, const char *node, const char *param,
+                                  gboolean transposed, GError **error);
 /* A Conv or Gemm node reading node i's input, its weight (float or, when
  * quantized, dequantized integers) and its bias. */
 Onnx__NodeProto *nnic_onnx_export_weighted (NnicOnnxExporter *x, const char *op, guint i,

@@ -637,12 +637,21 @@ qconv_forward (NnicNode *node, gboolean training)
     conv_chunk (node, &g, st, &in, ci * rows, MIN (g.M, (ci + 1) * rows), nnic_thread_index ());
 }
 
+/* The GEMM's rows: a Linear applies to the last axis of any per-sample
+ * shape ([T, C] tokens are T rows per sample). */
+static int64_t
+qlinear_rows (const NnicNode *node, int64_t batch)
+{
+  return batch * (op_sample_numel (node->inputs[0]) / NODE_SPEC (node, NnicLinearSpec)->in_features);
+}
+
 static gboolean
 qlinear_reshape (NnicNode *node, int64_t batch, GError **error)
 {
   const int64_t IN = NODE_SPEC (node, NnicLinearSpec)->in_features, OUT = NODE_SPEC (node, NnicLinearSpec)->out_features;
-  const int64_t a[1] = { batch * IN }, c[1] = { batch * OUT + batch };
-  return op_check_blas_dim (node, batch, error) && nnic_node_cache (node, 1, NNIC_DTYPE_U8, 1, a, error) &&
+  const int64_t rows = qlinear_rows (node, batch);
+  const int64_t a[1] = { rows * IN }, c[1] = { rows * OUT + rows };
+  return op_check_blas_dim (node, rows, error) && nnic_node_cache (node, 1, NNIC_DTYPE_U8, 1, a, error) &&
          nnic_node_cache (node, 2, NNIC_DTYPE_I32, 1, c, error);
 }
 
@@ -651,7 +660,8 @@ qlinear_forward (NnicNode *node, gboolean training)
 {
   (void) training;
   const QState *st = node->state;
-  const int B = (int) node->batch, IN = NODE_SPEC (node, NnicLinearSpec)->in_features, OUT = NODE_SPEC (node, NnicLinearSpec)->out_features;
+  const int B = (int) qlinear_rows (node, node->batch), IN = NODE_SPEC (node, NnicLinearSpec)->in_features,
+            OUT = NODE_SPEC (node, NnicLinearSpec)->out_features; /* B: the rows */
   const float *x = node->inputs[0]->out->f32;
   const int64_t n = (int64_t) B * IN;
   const ActQ in = st->dynamic ? act_dynamic (x, n) : st->in;
@@ -695,12 +705,20 @@ static const NnicOp nnic_op_qconv2d = {
   .channels = NNIC_CHANNELS_MAKE,
 };
 
+/* Its channels are the last axis, as the float Linear's. */
+static int
+qlinear_channel_axis (const NnicNode *node)
+{
+  return node->shape_ndim - 1;
+}
+
 static const NnicOp nnic_op_qlinear = {
   .type = "Linear",
   .reshape = qlinear_reshape,
   .forward = qlinear_forward,
   .finalize = qnode_finalize,
   .channels = NNIC_CHANNELS_MAKE,
+  .channel_axis = qlinear_channel_axis,
 };
 
 /* ---- building the integer layers ---- */

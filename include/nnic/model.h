@@ -273,10 +273,14 @@ NNIC_API gboolean nnic_model_node_option (const NnicModel *m, guint i, const cha
  * together, because their outputs meet elementwise (Add, Sub, Mul, Div,
  * Pow: a residual sum, an SE block's x * gate) after layers that keep
  * channels one to one (BatchNorm2d, ReLU, ReLU6, pooling, Dropout, Add,
- * arithmetic with a scalar or a Parameter). An operand broadcast along the
- * channels (a [1, H, W] gate) ties nothing. Concatenation along channels
- * does not tie its inputs (NNI's ChannelDependency). Each set is a GArray of guint node indices in model
- * order, with at least two members; sets are ordered by their first node.
+ * arithmetic with a scalar or a Parameter). A Conv2d's channels are dim 0
+ * of its [C, H, W] output, a Linear's the last dim of its output
+ * (features, or the C of [T, C] tokens): only channels on the same axis
+ * are tied, and an operand broadcast along that axis (a [1, H, W] gate)
+ * ties nothing. Concatenation along channels does not tie its inputs
+ * (NNI's ChannelDependency). Each set is a GArray of guint node indices in
+ * model order, with at least two members; sets are ordered by their first
+ * node.
  * Free with g_ptr_array_unref(). */
 NNIC_API GPtrArray *nnic_model_channel_dependencies (const NnicModel *m);
 /* The number of groups a node's output channels are split into by the
