@@ -348,6 +348,14 @@ gboolean nnic_onnx_added (NnicOnnxImport *ctx, const Onnx__NodeProto *node, cons
  * node's prefix. */
 gboolean nnic_onnx_fused (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name,
                           gboolean ok, GError **error);
+
+/* ---- converters an op's file lends another ---- */
+
+/* MatMul of two graph values a @ b (matmul.c); linear.c's MatMul
+ * converter hands it the products that are not x @ W. */
+gboolean nnic_matmul_convert (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name,
+                              OnnxValue *a, OnnxValue *b, GError **error);
+
 /* Outputs past the first must be unused (BatchNormalization's training
  * statistics, MaxPool's indices, Dropout's mask): UNSUPPORTED otherwise. */
 gboolean nnic_onnx_extra_outputs_unused (NnicOnnxImport *ctx, const Onnx__NodeProto *node,

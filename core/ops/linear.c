@@ -364,7 +364,8 @@ convert_gemm (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name
 
 /* MatMul: x @ W with a constant 2-D W (nn.Linear on any rank: torch
  * exports it so, with the bias as the Add that follows, which the plan
- * folds in) is a Linear. */
+ * folds in) is a Linear; a product of two computed values (attention)
+ * is a MatMul node (matmul.c). */
 static gboolean
 convert_matmul (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name, GError **error)
 {
@@ -375,12 +376,12 @@ convert_matmul (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *na
   if (x->kind == ONNX_VALUE_CONST) {
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
                           "the left operand '%s' is a constant; nnic takes x @ W with a constant "
-                          "2-D W (nn.Linear)",
+                          "2-D W (nn.Linear) or the product of two values computed in the graph",
                           x->name);
     return FALSE;
   }
   if (w->kind == ONNX_VALUE_NODE)
-    return nnic_onnx_input_const (ctx, node, 1, "right operand", error) != NULL;
+    return nnic_matmul_convert (ctx, node, name, x, w, error);
   int64_t in[NNIC_MAX_DIMS];
   const int nd = nnic_onnx_value_shape (ctx, x, in);
   int64_t out;

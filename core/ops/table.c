@@ -39,7 +39,8 @@
   X (expand)             \
   X (parameter)          \
   X (slice)              \
-  X (gather)
+  X (gather)             \
+  X (matmul)
 
 #define DECLARE(name) extern const NnicOp nnic_op_##name;
 NNIC_OP_TABLE (DECLARE)

@@ -52,6 +52,12 @@ typedef struct {
   gboolean no_bias;
 } NnicLinearSpec;
 
+/* MatMul of two computed values (nnic_model_add_matmul): a or b read
+ * with its last two dimensions swapped. */
+typedef struct {
+  gboolean trans_a, trans_b;
+} NnicMatMulSpec;
+
 typedef struct {
   int num_features;
   double eps;       /* 0 → 1e-5 */
@@ -226,6 +232,13 @@ NNIC_API gboolean nnic_model_add_select (NnicModel *m, const char *name, const c
                                          int64_t index, GError **error);
 NNIC_API gboolean nnic_model_add_index_select (NnicModel *m, const char *name, const char *input,
                                                int dim, const int64_t *indices, int n, GError **error);
+/* torch.matmul of two nodes' outputs, per sample: a [..., M, K] @
+ * b [..., K, P] = [..., M, P], the leading dimensions broadcasting as
+ * numpy's; a 1-D a is a row vector, a 1-D b a column vector (their
+ * dimension is dropped from the output). spec (NULL: none) transposes
+ * an operand's last two dimensions. */
+NNIC_API gboolean nnic_model_add_matmul (NnicModel *m, const char *name, const char *a,
+                                         const char *b, const NnicMatMulSpec *spec, GError **error);
 NNIC_API gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
 NNIC_API guint nnic_model_output_node (const NnicModel *m);
