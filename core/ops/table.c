@@ -40,7 +40,8 @@
   X (parameter)          \
   X (slice)              \
   X (gather)             \
-  X (matmul)
+  X (matmul)             \
+  X (transpose)
 
 #define DECLARE(name) extern const NnicOp nnic_op_##name;
 NNIC_OP_TABLE (DECLARE)

@@ -239,6 +239,11 @@ NNIC_API gboolean nnic_model_add_index_select (NnicModel *m, const char *name, c
  * an operand's last two dimensions. */
 NNIC_API gboolean nnic_model_add_matmul (NnicModel *m, const char *name, const char *a,
                                          const char *b, const NnicMatMulSpec *spec, GError **error);
+/* torch.permute of the per-sample dimensions (the batch stays first):
+ * output dimension i is input dimension perm[i], for the ndim dimensions
+ * of a sample. */
+NNIC_API gboolean nnic_model_add_transpose (NnicModel *m, const char *name, const char *input,
+                                            const int *perm, int ndim, GError **error);
 NNIC_API gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
 NNIC_API guint nnic_model_output_node (const NnicModel *m);
