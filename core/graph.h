@@ -95,6 +95,10 @@ struct _NnicOp {
   NnicOnnxImportFn onnx_import;
   NnicOnnxExportFn onnx_export;
   NnicOnnxMerged onnx_merged;
+  /* The lowest opset onnx_export can write (0: any nnic writes):
+   * LayerNormalization is opset 17's. A model holding such a node is
+   * exported with that opset unless the caller asks for another. */
+  int onnx_opset_min;
 };
 
 struct _NnicNode {

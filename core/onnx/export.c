@@ -451,6 +451,19 @@ nnic_model_save_onnx (NnicModel *m, const char *path, const NnicOnnxSaveOptions 
     goto out;
   }
   const guint output = nnic_model_output_node (m);
+  /* the opset every node's export can be written in */
+  for (guint i = 1; i <= output; i++) {
+    const NnicNode *n = nnic_graph_node (m, i);
+    if (n->op->onnx_opset_min <= x.opset)
+      continue;
+    if (options && options->opset) {
+      g_set_error (error, NNIC_ERROR, NNIC_ERROR_ARGUMENT,
+                   "%s: node '%s' (%s) needs opset %d or later; opset %d was asked for", path, n->name,
+                   n->op->type, n->op->onnx_opset_min, x.opset);
+      goto out;
+    }
+    x.opset = n->op->onnx_opset_min;
+  }
   for (guint i = 1; i <= output; i++)
     if (!export_node (&x, i, error)) {
       g_prefix_error (error, "%s: ", path);

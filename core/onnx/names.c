@@ -13,11 +13,14 @@
  *     submodule's nodes (a leaf module with one op) takes the module path:
  *     `/fc/Gemm` → `fc`, `/features/features.0/Conv` → `features.0`.
  *  2. A node without a module scope whose weight (input 1 of Conv, Gemm,
- *     MatMul, BatchNormalization) is a constant `P.weight` takes `P`
- *     (exports of older exporters: `Conv_0` reading `features.0.weight`):
- *     an initializer, or the DequantizeLinear output of a QDQ weight.
- *     Eval-mode exports fold BatchNorm into Conv and name the weights
- *     `onnx::Conv_123`; the scope of rule 1 names those.
+ *     MatMul, BatchNormalization, LayerNormalization) is a constant
+ *     `P.weight` takes `P` (exports of older exporters: `Conv_0` reading
+ *     `features.0.weight`): an initializer, or the DequantizeLinear output
+ *     of a QDQ weight. Eval-mode exports fold BatchNorm into Conv and name
+ *     the weights `onnx::Conv_123`; the scope of rule 1 names those. So
+ *     does a scoped node among others of its module that reads its
+ *     module's own `P.weight` (torchvision's LayerNorm2d: permute,
+ *     layer_norm, permute in `features.0.1`).
  *  3. Any other scoped node is a functional op inside a module: the module
  *     path, a dot and its op part in lower case — `/layer1/layer1.0/Add` →
  *     `layer1.0.add`, `/Flatten` (no module) → `flatten`, `/MaxPool_1` →
@@ -67,7 +70,7 @@ static gboolean
 has_weight (const char *op)
 {
   return !strcmp (op, "Conv") || !strcmp (op, "Gemm") || !strcmp (op, "MatMul") ||
-         !strcmp (op, "BatchNormalization");
+         !strcmp (op, "BatchNormalization") || !strcmp (op, "LayerNormalization");
 }
 
 /* Rule 2: "P" from a constant "P.weight" read as the node's weight (the
@@ -125,8 +128,15 @@ nnic_onnx_assign_names (NnicOnnxImport *ctx)
       continue;
     if (scope[i] && *scope[i]) {
       if (GPOINTER_TO_UINT (g_hash_table_lookup (same, scope[i])) == 1 &&
-          !g_hash_table_contains (parents, scope[i]))
+          !g_hash_table_contains (parents, scope[i])) {
         strong[i] = g_strdup (scope[i]);
+      } else {
+        char *w = name_from_weight (ctx, g->node[i]);
+        if (w && !strcmp (w, scope[i]))
+          strong[i] = w;
+        else
+          g_free (w);
+      }
     } else {
       strong[i] = name_from_weight (ctx, g->node[i]);
     }

@@ -41,7 +41,8 @@
   X (slice)              \
   X (gather)             \
   X (matmul)             \
-  X (transpose)
+  X (transpose)          \
+  X (layernorm)
 
 #define DECLARE(name) extern const NnicOp nnic_op_##name;
 NNIC_OP_TABLE (DECLARE)

@@ -58,6 +58,17 @@ typedef struct {
   gboolean trans_a, trans_b;
 } NnicMatMulSpec;
 
+/* nn.LayerNorm over the last normalized_ndim dimensions of each sample
+ * (torch's len(normalized_shape); 0 → 1); eps 0 → 1e-5. The weight and
+ * bias have the normalised shape; no_affine drops both (torch's
+ * elementwise_affine=False), no_bias the bias only. */
+typedef struct {
+  int normalized_ndim;
+  double eps;
+  gboolean no_affine;
+  gboolean no_bias;
+} NnicLayerNormSpec;
+
 typedef struct {
   int num_features;
   double eps;       /* 0 → 1e-5 */
@@ -244,6 +255,8 @@ NNIC_API gboolean nnic_model_add_matmul (NnicModel *m, const char *name, const c
  * of a sample. */
 NNIC_API gboolean nnic_model_add_transpose (NnicModel *m, const char *name, const char *input,
                                             const int *perm, int ndim, GError **error);
+NNIC_API gboolean nnic_model_add_layernorm (NnicModel *m, const char *name, const char *input,
+                                            const NnicLayerNormSpec *spec, GError **error);
 NNIC_API gboolean nnic_model_set_output (NnicModel *m, const char *name, GError **error);
 /* The index of the output node (the last node added unless set). */
 NNIC_API guint nnic_model_output_node (const NnicModel *m);
@@ -279,7 +292,8 @@ NNIC_API gboolean nnic_model_node_pool2d_spec (const NnicModel *m, guint i, Nnic
  * and "beta" (Hardsigmoid), "approximate" (GELU: 0 exact, 1 tanh), "mode"
  * (an NnicPadMode) and "value" (Pad), "keepdims", "n_axes" and "axis0" ...
  * (ReduceMean), "scalar" and "scalar_first" (Add, Sub, Mul, Div, Pow with a
- * constant).
+ * constant), "eps" and "normalized_ndim" (LayerNorm), "trans_a" and
+ * "trans_b" (MatMul).
  * FALSE when the node has no such option. (Reshape's target is its output
  * shape: nnic_model_node_shape.) */
 NNIC_API gboolean nnic_model_node_option (const NnicModel *m, guint i, const char *key,
