@@ -4,8 +4,12 @@
  * differences of it (L = sum(out * R) for a random R), on small shapes and
  * on shapes large enough for the threaded paths (then at sampled
  * entries); setup errors; channel dependencies on the channel axis; ONNX
- * import errors and names; ONNX export round trips (float and QDQ). */
+ * import errors and names; ONNX export round trips (float and QDQ);
+ * integer inference of N-D Linears. */
 #include "testutil.h"
+
+#include <nnic/onnx.h>
+#include <nnic/quant.h>
 
 #include <math.h>
 #include <string.h>
@@ -777,6 +781,52 @@ START_TEST (test_qdq_export_nd_linear)
 }
 END_TEST
 
+/* Integer inference of N-D Linears: the GEMM takes their rows. */
+static NnicModel *
+tokens_model (void)
+{
+  GError *err = NULL;
+  NnicModel *m = nnic_model_new (3, 4, 16);
+  ck_assert (nnic_model_add_linear (m, "fc", NULL, &(NnicLinearSpec) { 16, 24, FALSE }, &err));
+  ck_assert (nnic_model_add_relu (m, "relu", NULL, &err));
+  ck_assert (nnic_model_add_linear (m, "fc2", NULL, &(NnicLinearSpec) { 24, 8, FALSE }, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+  nnic_model_init_params (m, 6);
+  return m;
+}
+
+START_TEST (test_int8_nd_linear)
+{
+  GError *err = NULL;
+  g_autoptr (NnicModel) m = tokens_model ();
+  g_autoptr (NnicConfigList) cl = nnic_config_list_new_from_json (
+      "[{\"quant_types\": [\"weight\"], \"quant_bits\": 8, \"op_types\": [\"Linear\"]}]", "test", &err);
+  g_autoptr (NnicCompressor) c = nnic_compressor_new (m, "naive", cl, NULL, NULL, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_compressor_compress (c, &err));
+  g_autoptr (NnicTensor) x = random_input (m, 4, 5);
+  g_autoptr (NnicTensor) yf = nnic_tensor_copy (nnic_model_forward (m, x, &err), NULL);
+  NNIC_ASSERT_NO_ERROR (err);
+  g_autofree char *dir = nnic_test_tmpdir ();
+  ck_assert_msg (nnic_compressor_export_quantized (c, dir, &err), "%s", err ? err->message : "");
+  g_autoptr (NnicModel) mi = tokens_model ();
+  ck_assert_msg (nnic_model_quantize_int8 (mi, dir, &err), "%s", err ? err->message : "");
+  g_auto (GStrv) layers = nnic_model_int8_layers (mi);
+  g_autofree char *joined = g_strjoinv (",", layers);
+  ck_assert_str_eq (joined, "fc,fc2");
+  const NnicTensor *yi = nnic_model_forward (mi, x, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert (nnic_tensor_same_shape (yi, yf));
+  double range = 0, worst = 0;
+  for (int64_t i = 0; i < yf->numel; i++) {
+    range = fmax (range, fabs (yf->f32[i]));
+    worst = fmax (worst, fabs (yi->f32[i] - yf->f32[i]));
+  }
+  /* the inputs are quantized per batch: about 1% of the range */
+  ck_assert_msg (worst <= 0.05 * range, "max |diff| %g of %g", worst, range);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -793,6 +843,7 @@ main (void)
   tcase_add_test (tc, test_onnx_names);
   tcase_add_test (tc, test_export_round_trip);
   tcase_add_test (tc, test_qdq_export_nd_linear);
+  tcase_add_test (tc, test_int8_nd_linear);
   suite_add_tcase (s, tc);
   return nnic_test_run (s);
 }
