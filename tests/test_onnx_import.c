@@ -843,9 +843,9 @@ START_TEST (test_fold_errors)
   assert_load_fails ("fold/err_reshape_batch_inner.onnx", NNIC_ERROR_UNSUPPORTED,
                      "node 'y' (Reshape, opset 17): the shape [-1, N] is not a per-sample reshape "
                      "nnic can do (of [N, 4]): the batch size past the first dimension");
-  assert_load_fails ("fold/err_merged_softmax.onnx", NNIC_ERROR_UNSUPPORTED,
-                     "node 'sm' (Softmax, opset 17): its input 'xm' is [N*2, 12], the batch merged "
-                     "into the first dimension by a Reshape; nnic imports Softmax on such values "
+  assert_load_fails ("fold/err_merged_reduce.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "node 'rm' (ReduceMean, opset 17): its input 'xm' is [N*2, 12], the batch merged "
+                     "into the first dimension by a Reshape; nnic imports ReduceMean on such values "
                      "only after a Reshape back to [N, ...]");
   assert_load_fails ("fold/err_merged_output.onnx", NNIC_ERROR_UNSUPPORTED,
                      "the graph output 'y' is [N*2, 12], the batch merged into its first dimension "

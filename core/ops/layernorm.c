@@ -242,7 +242,9 @@ convert_layernorm (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char 
       !nnic_onnx_attr_int (ctx, node, "stash_type", 1, &stash, error) ||
       !nnic_onnx_extra_outputs_unused (ctx, node, 1, error))
     return FALSE;
-  const int nd = nnic_onnx_value_shape (ctx, x, s), rank = nd + 1;
+  /* ONNX's axes: the batch's first, or the merged one of [N*k, ...] */
+  int64_t dims[NNIC_MAX_DIMS + 1];
+  const int nd = nnic_onnx_value_shape (ctx, x, s), rank = nnic_onnx_value_dims (ctx, x, dims);
   if (axis < 0)
     axis += rank;
   if (axis < 0 || axis >= rank) {
@@ -252,8 +254,9 @@ convert_layernorm (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char 
   }
   if (axis == 0) {
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                          "axis 0 normalises over the batch dimension; nnic normalises each sample "
-                          "alone (axis 1 or more)");
+                          "axis 0 normalises over the batch dimension%s; nnic normalises each "
+                          "sample alone (axis 1 or more)",
+                          x->merged ? " (merged by a Reshape)" : "");
     return FALSE;
   }
   if (stash != 1) {
@@ -268,7 +271,7 @@ convert_layernorm (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char 
                           "epsilon %g is not supported (nnic takes a positive one)", eps);
     return FALSE;
   }
-  const int k = rank - (int) axis;
+  const int k = rank - (int) axis; /* the normalised dimensions, the last of the sample */
   const int64_t *norm = s + nd - k;
   OnnxValue *w = affine_input (ctx, node, 1, "scale", norm, k, error);
   if (!w)
@@ -349,6 +352,7 @@ const NnicOp nnic_op_layernorm = {
   .onnx_ops = (const char *const[]) { "LayerNormalization", NULL },
   .onnx_import = convert_layernorm,
   .onnx_export = export_layernorm,
+  .onnx_merged = NNIC_ONNX_MERGED_KEEP, /* the merged batch is never normalised over */
   .onnx_opset_min = 17,
 };
 

@@ -342,8 +342,17 @@ convert_gemm (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name
                           "features");
     return FALSE;
   }
-  int64_t in[NNIC_MAX_DIMS];
-  OnnxValue *x = nnic_onnx_input_of_rank (ctx, node, 1, in, error);
+  /* a matrix: [N, features], or [N*k, features] when a Reshape merged
+   * the batch (k rows of a sample) */
+  int64_t in[NNIC_MAX_DIMS + 1];
+  OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
+  if (x && nnic_onnx_value_dims (ctx, x, in) != 2) {
+    g_autofree char *s = nnic_onnx_dims_string (nnic_onnx_value_dims (ctx, x, in), in);
+    nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
+                          "nnic imports Gemm on 2-D [N, features] inputs only; input '%s' is %s",
+                          x->name, s);
+    return FALSE;
+  }
   OnnxValue *w = x ? nnic_onnx_input_const (ctx, node, 1, "weight (B)", error) : NULL;
   if (!w)
     return FALSE;
@@ -356,8 +365,8 @@ convert_gemm (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name
   if (c && c->kind != ONNX_VALUE_CONST)
     return nnic_onnx_input_const (ctx, node, 2, "bias (C)", error) != NULL;
   int64_t out;
-  if (!matrix (ctx, node, w, trans_b != 0, in[0], &out, error) ||
-      !add_linear (ctx, node, name, x, w, trans_b != 0, in[0], out, alpha, c != NULL, error))
+  if (!matrix (ctx, node, w, trans_b != 0, in[1], &out, error) ||
+      !add_linear (ctx, node, name, x, w, trans_b != 0, in[1], out, alpha, c != NULL, error))
     return FALSE;
   return !c || linear_bias (ctx, node, c, name, out, 2, beta, error);
 }
@@ -382,22 +391,24 @@ convert_matmul (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *na
   }
   if (w->kind == ONNX_VALUE_NODE)
     return nnic_matmul_convert (ctx, node, name, x, w, error);
-  int64_t in[NNIC_MAX_DIMS];
-  const int nd = nnic_onnx_value_shape (ctx, x, in);
+  /* the ONNX rank: the batch's dimension, or a merged one, first */
+  int64_t in[NNIC_MAX_DIMS + 1];
+  const int rank = nnic_onnx_value_dims (ctx, x, in);
   int64_t out;
   int fused = ctx->fused_add[ctx->node_index];
   const Onnx__NodeProto *add = fused >= 0 ? ctx->graph->node[fused] : NULL;
-  if (!matrix (ctx, node, w, FALSE, in[nd - 1], &out, error) ||
-      !add_linear (ctx, node, name, x, w, FALSE, in[nd - 1], out, 1.0, add != NULL, error))
+  if (!matrix (ctx, node, w, FALSE, in[rank - 1], &out, error) ||
+      !add_linear (ctx, node, name, x, w, FALSE, in[rank - 1], out, 1.0, add != NULL, error))
     return FALSE;
   if (!add)
     return TRUE;
   /* the Add of a constant that follows: the bias */
   int k = add->input[0] && !strcmp (add->input[0], node->output[0]) ? 1 : 0;
   OnnxValue *c = nnic_onnx_input_const (ctx, add, (size_t) k, "bias", error);
-  if (!c || !linear_bias (ctx, add, c, name, out, nd + 1, 1.0, error))
+  if (!c || !linear_bias (ctx, add, c, name, out, rank, 1.0, error))
     return FALSE;
   nnic_onnx_set_output (ctx, add, 0, name);
+  nnic_onnx_set_merged (ctx, add, 0, x->merged); /* the Add's output is the Linear's */
   nnic_onnx_inputs_done (ctx, add);
   return TRUE;
 }
@@ -465,4 +476,8 @@ const NnicOp nnic_op_linear = {
   .onnx_ops = (const char *const[]) { "Gemm", "MatMul", NULL },
   .onnx_import = convert_gemm_or_matmul,
   .onnx_export = export_linear,
+  /* on the last axis: k rows of a sample whose batch a Reshape merged are
+   * rows like any other (and a MatMul of two values takes them as a
+   * leading dimension, both merged alike) */
+  .onnx_merged = NNIC_ONNX_MERGED_KEEP,
 };

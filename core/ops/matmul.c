@@ -310,18 +310,20 @@ matmul_option (const NnicNode *node, const char *key, double *value)
 
 /* Both operands computed in the graph: ONNX's MatMul broadcasts the full
  * shapes, batch included, so per sample it is the same product only when
- * both carry the batch as their first axis of equal rank; a vector per
- * sample ([N, K], a matrix to ONNX) or a lower rank would pair the batch
- * with another axis. */
+ * both carry the batch as a leading (not a matrix) axis, first in both
+ * (equal ranks, at least 3); a vector per sample ([N, K], a matrix to
+ * ONNX) or a lower rank would pair the batch with another axis. Values
+ * whose batch a Reshape merged ([N*k, ...], both alike: the importer
+ * checks) are the same with k in each sample. */
 gboolean
 nnic_matmul_convert (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name,
                      OnnxValue *a, OnnxValue *b, GError **error)
 {
-  int64_t sa[NNIC_MAX_DIMS], sb[NNIC_MAX_DIMS];
-  const int na = nnic_onnx_value_shape (ctx, a, sa), nb = nnic_onnx_value_shape (ctx, b, sb);
-  if (na != nb || na < 2) {
-    g_autofree char *s1 = nnic_onnx_full_shape (na, sa);
-    g_autofree char *s2 = nnic_onnx_full_shape (nb, sb);
+  int64_t sa[NNIC_MAX_DIMS + 1], sb[NNIC_MAX_DIMS + 1];
+  const int na = nnic_onnx_value_dims (ctx, a, sa), nb = nnic_onnx_value_dims (ctx, b, sb);
+  if (na != nb || na < 3 || sa[0] != sb[0]) {
+    g_autofree char *s1 = nnic_onnx_dims_string (na, sa);
+    g_autofree char *s2 = nnic_onnx_dims_string (nb, sb);
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
                           "the product of '%s' %s and '%s' %s would mix the batch dimension with "
                           "another (nnic multiplies two computed values of the same rank, at "
@@ -420,15 +422,15 @@ convert_einsum (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *na
   OnnxValue *b = a ? nnic_onnx_input_node (ctx, node, 1, error) : NULL;
   if (!b)
     return FALSE;
-  int64_t sa[NNIC_MAX_DIMS], sb[NNIC_MAX_DIMS];
-  const int na = nnic_onnx_value_shape (ctx, a, sa), nb = nnic_onnx_value_shape (ctx, b, sb);
+  int64_t sa[NNIC_MAX_DIMS + 1], sb[NNIC_MAX_DIMS + 1];
+  const int na = nnic_onnx_value_dims (ctx, a, sa), nb = nnic_onnx_value_dims (ctx, b, sb);
   /* the batch letters name the same dimensions: no broadcasting */
-  gboolean ok = na + 1 == rank && nb + 1 == rank;
-  for (int i = 0; ok && i < rank - 3; i++)
+  gboolean ok = na == rank && nb == rank;
+  for (int i = 0; ok && i < rank - 2; i++)
     ok = sa[i] == sb[i];
   if (!ok) {
-    g_autofree char *s1 = nnic_onnx_full_shape (na, sa);
-    g_autofree char *s2 = nnic_onnx_full_shape (nb, sb);
+    g_autofree char *s1 = nnic_onnx_dims_string (na, sa);
+    g_autofree char *s2 = nnic_onnx_dims_string (nb, sb);
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_SHAPE,
                           "the operands %s and %s do not fit the equation '%s'", s1, s2, equation);
     return FALSE;
@@ -488,6 +490,7 @@ const NnicOp nnic_op_matmul = {
   .onnx_ops = (const char *const[]) { "Einsum", NULL },
   .onnx_import = convert_einsum,
   .onnx_export = export_matmul,
+  .onnx_merged = NNIC_ONNX_MERGED_KEEP, /* a merged batch is one more leading letter */
 };
 
 gboolean

@@ -204,8 +204,10 @@ convert_softmax (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *n
   if (!x || !nnic_onnx_attrs_known (ctx, node, known, error) ||
       !nnic_onnx_attr_int (ctx, node, "axis", ctx->opset >= 13 ? -1 : 1, &axis, error))
     return FALSE;
-  int nd = nnic_onnx_value_shape (ctx, x, s);
-  int rank = nd + 1;
+  /* ONNX's axes: the batch's first, or the merged one of [N*k, ...]
+   * (attention scores of Swin's windows) */
+  int64_t dims[NNIC_MAX_DIMS + 1];
+  const int nd = nnic_onnx_value_shape (ctx, x, s), rank = nnic_onnx_value_dims (ctx, x, dims);
   if (axis < 0)
     axis += rank;
   if (axis < 1 || axis >= rank) {
@@ -215,11 +217,12 @@ convert_softmax (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *n
                           axis, rank);
     return FALSE;
   }
+  const int per = x->merged ? (int) axis : (int) axis - 1; /* the sample's axis */
   if (ctx->opset < 13) {
     /* Before opset 13, Softmax normalises over all dimensions from `axis`
      * on: the same as opset 13's only when those after it are all 1. */
     int64_t after = 1;
-    for (int d = (int) axis; d < nd; d++)
+    for (int d = per + 1; d < nd; d++)
       after *= s[d];
     if (after != 1) {
       nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
@@ -230,7 +233,7 @@ convert_softmax (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *n
     }
   }
   return nnic_onnx_added (ctx, node, name,
-                nnic_model_add_softmax (ctx->m, name, x->node, (int) axis, error), error);
+                nnic_model_add_softmax (ctx->m, name, x->node, per + 1, error), error);
 }
 
 static gboolean
@@ -253,6 +256,7 @@ const NnicOp nnic_op_softmax = {
   .onnx_ops = (const char *const[]) { "Softmax", NULL },
   .onnx_import = convert_softmax,
   .onnx_export = export_softmax,
+  .onnx_merged = NNIC_ONNX_MERGED_KEEP, /* along a sample's axis: k rows stay k rows */
 };
 
 gboolean

@@ -257,12 +257,13 @@ convert_transpose (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char 
   static const char *const known[] = { "perm", NULL };
   const int64_t *perm;
   size_t n;
-  int64_t s[NNIC_MAX_DIMS];
+  int64_t s[NNIC_MAX_DIMS + 1];
   OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
   if (!x || !nnic_onnx_attrs_known (ctx, node, known, error) ||
       !nnic_onnx_attr_ints (ctx, node, "perm", 0, &perm, &n, error))
     return FALSE;
-  const int rank = nnic_onnx_value_shape (ctx, x, s) + 1;
+  /* ONNX's axes: the batch's first, or the merged one of [N*k, ...] */
+  const int rank = nnic_onnx_value_dims (ctx, x, s);
   int64_t full[NNIC_MAX_DIMS + 1];
   if (n == 0) {
     /* the default reverses the axes */
@@ -280,9 +281,13 @@ convert_transpose (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char 
   g_autofree char *ps = perm_string (full, n);
   if (full[0] != 0) {
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
-                          "perm %s moves the batch dimension (axis 0), which nnic keeps first", ps);
+                          "perm %s moves the batch dimension (axis 0%s), which nnic keeps first", ps,
+                          x->merged ? ", merged by a Reshape" : "");
     return FALSE;
   }
+  /* per sample: the axes after the batch; a merged [N*k, ...] keeps its
+   * k axis first */
+  const int skip = x->merged ? 0 : 1;
   int per[NNIC_MAX_DIMS];
   for (int i = 1; i < rank; i++) {
     if (full[i] < 1 || full[i] >= rank) {
@@ -290,11 +295,16 @@ convert_transpose (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char 
                             "perm %s is not a permutation of the %d axes", ps, rank);
       return FALSE;
     }
-    per[i - 1] = (int) full[i] - 1;
+    per[i - skip] = (int) full[i] - skip;
   }
-  return nnic_onnx_added (ctx, node, name,
-                          nnic_model_add_transpose (ctx->m, name, x->node, per, rank - 1, error),
-                          error);
+  if (x->merged)
+    per[0] = 0;
+  if (!nnic_onnx_added (ctx, node, name,
+                        nnic_model_add_transpose (ctx->m, name, x->node, per, rank - skip, error),
+                        error))
+    return FALSE;
+  nnic_onnx_set_merged (ctx, node, 0, x->merged);
+  return TRUE;
 }
 
 static gboolean
@@ -328,6 +338,7 @@ const NnicOp nnic_op_transpose = {
   .onnx_ops = (const char *const[]) { "Transpose", NULL },
   .onnx_import = convert_transpose,
   .onnx_export = export_transpose,
+  .onnx_merged = NNIC_ONNX_MERGED_OWN,
 };
 
 gboolean
