@@ -605,6 +605,8 @@ START_TEST (test_onnx_errors)
 {
   assert_load_fails ("err_transpose_batch.onnx", NNIC_ERROR_UNSUPPORTED,
                      "node 't' (Transpose, opset 17): perm [1, 0, 2] moves the batch dimension (axis 0)");
+  assert_load_fails ("err_transpose_merged.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "perm [1, 0, 2] moves the batch dimension (axis 0, merged by a Reshape)");
   assert_load_fails ("err_matmul_const_left.onnx", NNIC_ERROR_UNSUPPORTED,
                      "node 'mm' (MatMul, opset 17): the left operand 'w' is a constant");
   assert_load_fails ("err_matmul_const_3d.onnx", NNIC_ERROR_UNSUPPORTED,
