@@ -504,6 +504,13 @@ convert_node (NnicOnnxImport *ctx, guint i, GError **error)
                             "operator %s is not supported (nnic imports %s)", op, known);
       return FALSE;
     }
+    gboolean done;
+    if (!nnic_onnx_view_convert (ctx, node, nop, ctx->names[i], &done, error))
+      return FALSE;
+    if (done) {
+      nnic_onnx_inputs_done (ctx, node);
+      return TRUE;
+    }
     int merged;
     if (!merged_inputs (ctx, node, nop, &merged, error))
       return FALSE;
@@ -548,6 +555,8 @@ set_output (NnicOnnxImport *ctx, GError **error)
                  v->kind == ONNX_VALUE_NODE ? "the input itself" : "a constant");
     return FALSE;
   }
+  if (v->view && !nnic_onnx_view_flatten (ctx, NULL, v, error))
+    return FALSE;
   if (v->merged) {
     int64_t dims[NNIC_MAX_DIMS + 1];
     g_autofree char *s = nnic_onnx_dims_string (nnic_onnx_value_dims (ctx, v, dims), dims);
@@ -565,6 +574,7 @@ value_free (OnnxValue *v)
 {
   g_free (v->name);
   g_free (v->node);
+  g_free (v->view);
   nnic_tensor_free (v->owned);
   g_free (v);
 }

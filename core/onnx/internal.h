@@ -78,9 +78,24 @@ typedef enum {
   ONNX_VALUE_CONST, /* a constant: initializer, Constant, bound input, folded */
 } OnnxValueKind;
 
+/* A graph value whose ONNX layout is not its nnic node's [N, shape...]
+ * (view.c): its physical axes (0 the batch, 1.. the node's per-sample
+ * axes) permuted into `order`, then each logical ONNX dimension d the
+ * product of the run order[start[d] .. start[d] + len[d]) (len 0: a
+ * dimension of 1). MultiheadAttention's [L, N, E] is order [1, 0, 2],
+ * runs of one; its [N*heads, L, hd] groups the batch with the heads. */
+typedef struct {
+  int n_dims;
+  int n_order; /* the node's per-sample rank + 1 */
+  int order[NNIC_MAX_DIMS + 1];
+  int start[NNIC_MAX_DIMS + 1];
+  int len[NNIC_MAX_DIMS + 1];
+} NnicOnnxView;
+
 typedef struct {
   OnnxValueKind kind;
   char *name;                 /* the ONNX value name */
+  NnicOnnxView *view;         /* ONNX_VALUE_NODE: its layout (NULL: [N, shape...] or merged) */
   /* ONNX_VALUE_NODE */
   char *node;                 /* the nnic node's name */
   gboolean merged;            /* ONNX [N*shape[0], shape[1], ...]: the batch merged into the
@@ -127,6 +142,7 @@ struct _NnicOnnxImport {
   GHashTable *consumed;       /* value names some node reads or the graph outputs */
   char **names;               /* from names.c: the nnic name of each emitting node */
   guint node_index;           /* the node being converted */
+  gboolean view_physical;     /* its converter runs on the node of a view (view.c) */
 };
 
 /* Errors about the node being converted: "FILE: node 'NAME' (OP, opset N): ..." */
@@ -286,6 +302,26 @@ gboolean nnic_onnx_fold (NnicOnnxImport *ctx, const Onnx__NodeProto *node, GErro
 /* Node i, with constant inputs, goes to its converter rather than being
  * folded (NnicOnnxFold.to_converter). */
 gboolean nnic_onnx_fold_to_converter (NnicOnnxImport *ctx, const Onnx__NodeProto *node);
+
+/* ---- view.c: values whose batch is not the leading ONNX axis ---- */
+
+/* The logical ONNX dims of a value with a view (dims[d] N*k for the
+ * dimension that holds the batch); returns the rank. */
+int nnic_onnx_view_dims (NnicOnnxImport *ctx, const OnnxValue *v, int64_t dims[NNIC_MAX_DIMS + 1]);
+/* Before `node` is converted by `nop`: converts it here when an input has a
+ * view (or a Transpose moves the batch) and the op is one that works on
+ * views (Transpose, Reshape, Gather and Slice of one physical axis, ops on
+ * the last axis, elementwise ops); *done tells. Otherwise the inputs with
+ * views are made [N, ...] (or merged) in place for the op's converter, or
+ * refused when the batch cannot lead. */
+gboolean nnic_onnx_view_convert (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
+                                 const NnicOp *nop, const char *name, gboolean *done,
+                                 GError **error);
+/* A value with a view made [N, ...] or merged ([N*k, ...]), the nodes
+ * that reorder it added; NULL with an UNSUPPORTED error when the batch
+ * cannot be first. `node` (may be NULL: a graph output) names the place. */
+OnnxValue *nnic_onnx_view_flatten (NnicOnnxImport *ctx, const Onnx__NodeProto *node,
+                                   OnnxValue *v, GError **error);
 
 /* ---- convert.c: what the converters in core/ops/ share ---- */
 

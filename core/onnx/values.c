@@ -126,6 +126,8 @@ nnic_onnx_value_shape (NnicOnnxImport *ctx, const OnnxValue *v, int64_t shape[NN
 int
 nnic_onnx_value_dims (NnicOnnxImport *ctx, const OnnxValue *v, int64_t dims[NNIC_MAX_DIMS + 1])
 {
+  if (v->view)
+    return nnic_onnx_view_dims (ctx, v, dims);
   int64_t s[NNIC_MAX_DIMS];
   int nd = nnic_onnx_value_shape (ctx, v, s);
   if (nd < 0)

@@ -343,11 +343,14 @@ convert_gemm (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name
     return FALSE;
   }
   /* a matrix: [N, features], or [N*k, features] when a Reshape merged
-   * the batch (k rows of a sample) */
+   * the batch (k rows of a sample); or, on the node of a view
+   * (core/onnx/view.c: torch's out_proj on [L*N, E]), any rank with the
+   * features last */
   int64_t in[NNIC_MAX_DIMS + 1];
   OnnxValue *x = nnic_onnx_input_node (ctx, node, 0, error);
-  if (x && nnic_onnx_value_dims (ctx, x, in) != 2) {
-    g_autofree char *s = nnic_onnx_dims_string (nnic_onnx_value_dims (ctx, x, in), in);
+  const int nd = x ? nnic_onnx_value_dims (ctx, x, in) : 0;
+  if (x && nd != 2 && !ctx->view_physical) {
+    g_autofree char *s = nnic_onnx_dims_string (nd, in);
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
                           "nnic imports Gemm on 2-D [N, features] inputs only; input '%s' is %s",
                           x->name, s);
@@ -365,10 +368,10 @@ convert_gemm (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *name
   if (c && c->kind != ONNX_VALUE_CONST)
     return nnic_onnx_input_const (ctx, node, 2, "bias (C)", error) != NULL;
   int64_t out;
-  if (!matrix (ctx, node, w, trans_b != 0, in[1], &out, error) ||
-      !add_linear (ctx, node, name, x, w, trans_b != 0, in[1], out, alpha, c != NULL, error))
+  if (!matrix (ctx, node, w, trans_b != 0, in[nd - 1], &out, error) ||
+      !add_linear (ctx, node, name, x, w, trans_b != 0, in[nd - 1], out, alpha, c != NULL, error))
     return FALSE;
-  return !c || linear_bias (ctx, node, c, name, out, 2, beta, error);
+  return !c || linear_bias (ctx, node, c, name, out, nd + 1, beta, error);
 }
 
 /* MatMul: x @ W with a constant 2-D W (nn.Linear on any rank: torch
