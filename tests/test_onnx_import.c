@@ -828,6 +828,85 @@ START_TEST (test_fold_batch)
 }
 END_TEST
 
+/* Values whose batch is not the leading ONNX axis (core/onnx/view.c):
+ * MultiheadAttention's [L, N, E] and [N*heads, L, hd], Swin's
+ * [3, B*nW, heads, T, hd]. Transposes of the batch make no node. */
+START_TEST (test_view_layouts)
+{
+  g_autoptr (NnicModel) a = load ("view/transpose_linear.onnx");
+  static const char *const a_names[] = { "input", "proj/MatMul", NULL };
+  static const char *const a_types[] = { "Input", "Linear", NULL };
+  assert_names (a, a_names, a_types);
+  check_output (a, "view/transpose_linear.in.npy", "view/transpose_linear.out.npy", FALSE);
+
+  /* split_heads splits E into heads x hd (a per-sample Reshape); Softmax
+   * runs on [N, heads, L, hd] made by one Transpose; the output is put
+   * back batch-first */
+  g_autoptr (NnicModel) b = load ("view/merge_heads.onnx");
+  static const char *const b_names[] = { "input", "split_heads.split", "scale", "softmax.layout",
+                                         "softmax", "softmax.layout_1", "softmax.layout_2", NULL };
+  static const char *const b_types[] = { "Input", "Reshape", "Mul", "Transpose", "Softmax",
+                                         "Transpose", "Reshape", NULL };
+  assert_names (b, b_names, b_types);
+  check_output (b, "view/merge_heads.in.npy", "view/merge_heads.out.npy", FALSE);
+
+  /* q and k picked from [3, N, 2, 4, 5] by Gather on axis 0 */
+  g_autoptr (NnicModel) c = load ("view/permute_gather.onnx");
+  static const char *const c_names[] = { "input", "qkv_split", "q", "k", "scores.layout",
+                                         "scores.layout_1", "scores", NULL };
+  static const char *const c_types[] = { "Input", "Reshape", "Gather", "Gather", "Transpose",
+                                         "Transpose", "MatMul", NULL };
+  assert_names (c, c_names, c_types);
+  check_output (c, "view/permute_gather.in.npy", "view/permute_gather.out.npy", FALSE);
+  /* and the backward runs through the views' nodes */
+  g_autoptr (NnicTensor) x = load_npy ("view/permute_gather.in.npy");
+  GError *err = NULL;
+  nnic_model_set_training (c, TRUE);
+  const NnicTensor *y = nnic_model_forward (c, x, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  g_autoptr (NnicTensor) dy = nnic_tensor_new (NNIC_DTYPE_F32, y->ndim, y->shape, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  for (int64_t i = 0; i < dy->numel; i++)
+    dy->f32[i] = 1.0f;
+  ck_assert (nnic_model_backward (c, dy, &err));
+  NNIC_ASSERT_NO_ERROR (err);
+
+  /* Softmax on the last axis of [N*2, 12] (fold/'s file, refused before
+   * views): each row of 12 alone */
+  g_autoptr (NnicModel) d = load ("fold/err_merged_softmax.onnx");
+  g_autoptr (NnicTensor) xd = nnic_tensor_new_f32 (&err, 3, 2, 4, 6);
+  NNIC_ASSERT_NO_ERROR (err);
+  for (int64_t i = 0; i < xd->numel; i++)
+    xd->f32[i] = (float) ((i * 7) % 11) / 4.0f - 1.0f;
+  const NnicTensor *yd = nnic_model_forward (d, xd, &err);
+  NNIC_ASSERT_NO_ERROR (err);
+  ck_assert_int_eq (yd->numel, 48);
+  for (int r = 0; r < 4; r++) {
+    double sum = 0, max = -1e30;
+    for (int j = 0; j < 12; j++)
+      max = fmax (max, xd->f32[r * 12 + j]);
+    for (int j = 0; j < 12; j++)
+      sum += exp (xd->f32[r * 12 + j] - max);
+    for (int j = 0; j < 12; j++)
+      ck_assert (fabs (yd->f32[r * 12 + j] - exp (xd->f32[r * 12 + j] - max) / sum) < 1e-6);
+  }
+}
+END_TEST
+
+START_TEST (test_view_errors)
+{
+  assert_load_fails ("view/err_batch_inner.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "node 'softmax_over_tokens' (Softmax, opset 17): its input 't' is [4, N, 6]: "
+                     "the batch is at axis 1 here, and Softmax takes its input batch-first");
+  assert_load_fails ("view/err_reshape_batch.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "node 'mix_batch' (Reshape, opset 17): the reshape of [4, N, 6] to [8, N*3] "
+                     "regroups the batch with axes it is not next to");
+  assert_load_fails ("view/err_output_view.onnx", NNIC_ERROR_UNSUPPORTED,
+                     "the graph output 'y' is [4, N, 6]: the batch is at axis 1 there; nnic models "
+                     "give [N, ...]");
+}
+END_TEST
+
 START_TEST (test_fold_errors)
 {
   assert_load_fails ("fold/err_fold_batch_add.onnx", NNIC_ERROR_UNSUPPORTED,
@@ -971,6 +1050,8 @@ onnx_import_suite (void)
   tcase_add_test (tc, test_fold_ops);
   tcase_add_test (tc, test_fold_batch);
   tcase_add_test (tc, test_fold_errors);
+  tcase_add_test (tc, test_view_layouts);
+  tcase_add_test (tc, test_view_errors);
   suite_add_tcase (s, tc);
   tc = tcase_create ("cli");
   tcase_add_test (tc, test_cli);

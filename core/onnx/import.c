@@ -549,14 +549,15 @@ set_output (NnicOnnxImport *ctx, GError **error)
                  name ? name : "");
     return FALSE;
   }
+  /* a view (core/onnx/view.c) goes out batch-first, or is refused */
+  if (v->kind == ONNX_VALUE_NODE && v->view && !nnic_onnx_view_flatten (ctx, NULL, v, error))
+    return FALSE;
   if (v->kind != ONNX_VALUE_NODE || !strcmp (v->node, "input")) {
     g_set_error (error, NNIC_ERROR, NNIC_ERROR_UNSUPPORTED,
                  "%s: the graph output '%s' is %s, not computed by the model", ctx->source, name,
                  v->kind == ONNX_VALUE_NODE ? "the input itself" : "a constant");
     return FALSE;
   }
-  if (v->view && !nnic_onnx_view_flatten (ctx, NULL, v, error))
-    return FALSE;
   if (v->merged) {
     int64_t dims[NNIC_MAX_DIMS + 1];
     g_autofree char *s = nnic_onnx_dims_string (nnic_onnx_value_dims (ctx, v, dims), dims);

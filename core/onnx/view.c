@@ -138,11 +138,14 @@ output_with_view (NnicOnnxImport *ctx, const Onnx__NodeProto *node, size_t k, co
   return v;
 }
 
+/* BASE.WHAT, BASE the name of the node being converted (or, for a graph
+ * output, `fallback`, the value's node). */
 static char *
-extra_node_name (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *what)
+extra_node_name (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const char *fallback,
+                 const char *what)
 {
   const char *base = node && ctx->names && ctx->names[ctx->node_index] ? ctx->names[ctx->node_index]
-                                                                      : "layout";
+                                                                      : fallback;
   g_autofree char *b = g_strconcat (base, ".", what, NULL);
   return nnic_onnx_fresh_name (ctx, b);
 }
@@ -178,7 +181,7 @@ normalise (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const OnnxValue *v,
       np++;
     }
   if (moves) {
-    g_autofree char *t = extra_node_name (ctx, node, "layout");
+    g_autofree char *t = extra_node_name (ctx, node, v->node, "layout");
     if (!nnic_model_add_transpose (ctx->m, t, *phys, perm, n - 1, error))
       return node_failed (ctx, node, error);
     g_free (*phys);
@@ -222,7 +225,7 @@ normalise (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const OnnxValue *v,
     w->len[w->n_dims - 1]++;
   }
   if (reshape || ns != n - 1) {
-    g_autofree char *r = extra_node_name (ctx, node, "layout");
+    g_autofree char *r = extra_node_name (ctx, node, v->node, "layout");
     if (!nnic_model_add_reshape (ctx->m, r, *phys, shape, ns, error))
       return node_failed (ctx, node, error);
     g_free (*phys);
@@ -395,7 +398,11 @@ view_reshape (NnicOnnxImport *ctx, const Onnx__NodeProto *node, OnnxValue *x, GE
     known = total;
   }
   g_autofree char *ts = nnic_onnx_dims_string (nt, t);
-  if (known.k != total.k || known.nb != total.nb) {
+  /* with a static batch, a number may hold it (torch's [L, N*heads, hd]
+   * written as [5, 4, 4] for N = 2) */
+  const int64_t nb = ctx->batch > 0 ? ctx->batch : 0;
+  if ((known.k != total.k || known.nb != total.nb) &&
+      !(nb && known.nb < total.nb && known.k == total.k * nb)) {
     nnic_onnx_node_error (ctx, node, error, NNIC_ERROR_UNSUPPORTED,
                           "the shape %s does not have the elements of its input %s", ts, xs);
     return FALSE;
@@ -419,9 +426,12 @@ view_reshape (NnicOnnxImport *ctx, const Onnx__NodeProto *node, OnnxValue *x, GE
       if (pos >= n_piece || n_piece >= 2 * NNIC_MAX_DIMS + 1)
         goto refuse;
       if (axis[pos] == 0) {
-        if (!need.nb)
+        if (need.nb)
+          need.nb = 0;
+        else if (nb && need.k % nb == 0)
+          need.k /= nb;
+        else
           goto refuse;
-        need.nb = 0;
       } else if (need.k % piece[pos] == 0) {
         need.k /= piece[pos];
       } else if (piece[pos] % need.k == 0 && !(d == nt - 1)) {
@@ -463,7 +473,7 @@ view_reshape (NnicOnnxImport *ctx, const Onnx__NodeProto *node, OnnxValue *x, GE
   }
   const char *phys = x->node;
   if (ns != np - 1) {
-    r = extra_node_name (ctx, node, "split");
+    r = extra_node_name (ctx, node, x->node, "split");
     if (!nnic_model_add_reshape (ctx->m, r, phys, shape, ns, error))
       return node_failed (ctx, node, error);
     phys = r;
