@@ -631,6 +631,8 @@ view_last_axis (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const NnicOp *
   NnicOnnxView w;
   view_of (ctx, x, &w);
   int64_t axis = -1;
+  if (!strcmp (node->op_type, "Softmax") && ctx->opset < 13 && !nnic_onnx_attr (node, "axis"))
+    return TRUE; /* its default axis is 1: left to the converter, batch-first */
   if (nnic_onnx_attr (node, "axis")) {
     if (!nnic_onnx_attr_int (ctx, node, "axis", -1, &axis, error))
       return FALSE;
@@ -659,7 +661,14 @@ same_layout (NnicOnnxImport *ctx, OnnxValue *a, OnnxValue *b)
   view_of (ctx, b, &wb);
   int64_t pa[NNIC_MAX_DIMS + 1], pb[NNIC_MAX_DIMS + 1];
   const int na = phys_sizes (ctx, a, pa), nb = phys_sizes (ctx, b, pb);
-  return na == nb && !memcmp (pa, pb, sizeof (int64_t) * (size_t) na) && !memcmp (&wa, &wb, sizeof wa);
+  if (na != nb || memcmp (pa, pb, sizeof (int64_t) * (size_t) na) != 0 || wa.n_dims != wb.n_dims ||
+      wa.n_order != wb.n_order ||
+      memcmp (wa.order, wb.order, sizeof (int) * (size_t) wa.n_order) != 0)
+    return FALSE;
+  for (int d = 0; d < wa.n_dims; d++)
+    if (wa.start[d] != wb.start[d] || wa.len[d] != wb.len[d])
+      return FALSE;
+  return TRUE;
 }
 
 static gboolean
@@ -747,6 +756,9 @@ nnic_onnx_view_convert (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const 
     if (*done)
       return TRUE;
   }
+  if (x == NULL)
+    for (size_t k = 1; k < node->n_input && !x; k++)
+      x = node_input (ctx, node, k); /* 2 * x */
   if (x && is_op (node, elementwise) && !fused) {
     /* the graph values in one layout, the constants one element each */
     gboolean fits = TRUE;
@@ -769,7 +781,7 @@ nnic_onnx_view_convert (NnicOnnxImport *ctx, const Onnx__NodeProto *node, const 
       }
     }
     OnnxValue *other = NULL;
-    for (size_t k = 1; k < node->n_input; k++)
+    for (size_t k = 0; k < node->n_input; k++)
       if (node_input (ctx, node, k) && node_input (ctx, node, k) != x)
         other = node_input (ctx, node, k);
     if (fits && x->view && !other) {
