@@ -84,16 +84,11 @@ fail () {
   fi
 }
 
-# What l1filter prunes in each family: the convolutions, and in the
-# transformers the linear layers (their MLP hidden width; the residual
-# stream's producers are tied and pruned alike), never the classifier.
+# What l1filter prunes: the convolutions (NNI's L1FilterPruner takes
+# Conv2d only; in ViT and Swin that is the patch embedding, whose channels
+# the residual stream ties to every block's output projections).
 config () {
-  case $1 in
-    vit_b_32) echo '[{"sparsity": 0.3, "op_types": ["Linear"]}, {"exclude": true, "op_names": ["heads.head"]}]' ;;
-    swin_t) echo '[{"sparsity": 0.3, "op_types": ["Conv2d", "Linear"]}, {"exclude": true, "op_names": ["head"]}]' ;;
-    maxvit_t) echo '[{"sparsity": 0.3, "op_types": ["Conv2d"]}]' ;;
-    *) echo '[{"sparsity": 0.3, "op_types": ["Conv2d"]}]' ;;
-  esac
+  echo '[{"sparsity": 0.3, "op_types": ["Conv2d"]}]'
 }
 
 for m in ${models//,/ }; do
