@@ -22,6 +22,6 @@ for f in "$zoo"/*.onnx; do
   imp=$(echo "$out" | sed -n 's/.*median of [0-9]*: \([0-9.]*\) s.*/\1/p')
   rd=$(echo "$out" | sed -n 's/.*file alone: \([0-9.]*\) s.*/\1/p')
   peak=$(echo "$out" | sed -n 's/.*= \([0-9.]*\)x the weights.*/\1/p')
-  per=$(awk -v t="$imp" -v m="$mb" 'BEGIN { printf "%.3f", m > 0 ? t * 100 / m : 0 }')
+  per=$(awk -v t="$imp" -v m="$mb" 'BEGIN { printf "%.3f", (m > 0) ? (t * 100 / m) : 0 }')
   printf '| %s | %s | %s | %s | %s | %sx |\n' "$name" "$mb" "$imp" "$per" "$rd" "$peak"
 done
